@@ -1,0 +1,227 @@
+"""Building the ``parsl.config.Config`` that a test loads.
+
+Parsl is imported here only inside functions: loading the plugin must not
+import it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_parslflow.settings import ParslSettings
+
+if TYPE_CHECKING:
+    from parsl.config import Config
+
+THREAD_LABEL = "threads"
+HTEX_LABEL = "htex_local"
+
+
+class ConfigFileError(Exception):
+    """A ``--parsl-config`` file that cannot be used; the message says why and the fix."""
+
+
+class ConfigFile:
+    """A user's site config file (``--parsl-config``): Parsl's ``fresh_config()`` convention."""
+
+    def __init__(self, path: Path, option: str) -> None:
+        self.path = path
+        self.option = option
+        self._fresh: Callable[[], Config] | None = None
+        self._config: Config | None = None
+        self._lone_config_used = False
+        self._load()
+
+    def _load(self) -> None:
+        where = f"{self.option}={self.path}"
+        if not self.path.is_file():
+            raise ConfigFileError(
+                f"{where}: no such file; pass the path of a Python file that defines "
+                f"fresh_config() returning a parsl.config.Config"
+            )
+        name = f"_parslflow_site_config_{abs(hash(str(self.path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(name, self.path)
+        if spec is None or spec.loader is None:
+            raise ConfigFileError(f"{where}: not a Python file; pass a .py file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException as exc:
+            sys.modules.pop(name, None)
+            message = (
+                f"{where}: importing the file raised {type(exc).__name__}: {exc}; "
+                f"fix the file so that it imports cleanly"
+            )
+        else:
+            message = ""
+        if message:
+            raise ConfigFileError(message)
+        fresh = getattr(module, "fresh_config", None)
+        lone = getattr(module, "config", None)
+        if callable(fresh):
+            self._fresh = fresh
+        elif lone is not None:
+            from parsl.config import Config
+
+            if not isinstance(lone, Config):
+                raise ConfigFileError(
+                    f"{where}: `config` is a {type(lone).__name__}, not a parsl.config.Config; "
+                    f"define fresh_config() returning a new Config"
+                )
+            self._config = lone
+        else:
+            raise ConfigFileError(
+                f"{where}: the file defines neither fresh_config() nor config; "
+                f"add `def fresh_config(): return parsl.config.Config(...)`"
+            )
+
+    def make(self) -> Config:
+        """A Config from the file: a new one per call where ``fresh_config()`` exists."""
+        from parsl.config import Config
+
+        if self._fresh is not None:
+            config = self._fresh()
+            if not isinstance(config, Config):
+                raise ConfigFileError(
+                    f"{self.option}={self.path}: fresh_config() returned a "
+                    f"{type(config).__name__}, not a parsl.config.Config"
+                )
+            return config
+        assert self._config is not None
+        if self._lone_config_used:
+            raise ConfigFileError(
+                f"{self.option}={self.path}: the file defines only `config`, which Parsl can "
+                f"load once per session; define fresh_config() returning a new Config so "
+                f"that every test can load its own"
+            )
+        self._lone_config_used = True
+        return self._config
+
+
+def _worker_script(name: str) -> str:
+    """The full path of an HTEX entry script, so that no PATH lookup is needed."""
+    import parsl.executors.high_throughput as htex_package
+
+    return str(Path(htex_package.__file__).parent / name)
+
+
+def builtin_config(settings: ParslSettings) -> Config:
+    """The plugin's local config for ``settings.executor`` on this machine."""
+    from parsl.config import Config
+
+    executor: Any
+    if settings.executor == "htex":
+        from parsl.executors import HighThroughputExecutor
+        from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+        from parsl.launchers import SingleNodeLauncher
+        from parsl.providers import LocalProvider
+
+        pool = f"{sys.executable} {_worker_script('process_worker_pool.py')}"
+        executor = HighThroughputExecutor(
+            label=HTEX_LABEL,
+            address="127.0.0.1",
+            loopback_address="127.0.0.1",
+            max_workers_per_node=settings.workers,
+            cores_per_worker=1,
+            heartbeat_period=2,
+            heartbeat_threshold=10,
+            poll_period=10,
+            launch_cmd=DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1),
+            interchange_launch_cmd=[sys.executable, _worker_script("interchange.py")],
+            provider=LocalProvider(
+                init_blocks=1,
+                min_blocks=0,
+                max_blocks=1,
+                launcher=SingleNodeLauncher(),
+            ),
+        )
+        strategy_period: float = 0.1
+    else:
+        from parsl.executors import ThreadPoolExecutor
+
+        executor = ThreadPoolExecutor(label=THREAD_LABEL, max_threads=settings.workers)
+        strategy_period = 5
+    kwargs: dict[str, Any] = {}
+    if settings.executor == "thread":
+        kwargs["strategy"] = "none"
+    return Config(
+        executors=[executor],
+        retries=settings.retries,
+        retry_handler=settings.retry_handler,
+        strategy_period=strategy_period,
+        usage_tracking=0,
+        **kwargs,
+    )
+
+
+def _config_takes_checkpoints() -> bool:
+    """Older Parsl keeps checkpoint and cache settings on Config, newer on BasicMemoizer."""
+    from parsl.config import Config
+
+    return "checkpoint_mode" in inspect.signature(Config.__init__).parameters
+
+
+def apply_settings(config: Config, settings: ParslSettings, run_dir: Path, builtin: bool) -> None:
+    """Give ``config`` the test's run_dir and layer the settings onto it.
+
+    A built-in config takes every setting; a user's config (fixture, hook or
+    ``--parsl-config``) only those that marks set explicitly.
+    """
+    config.run_dir = os.fspath(run_dir)
+
+    def wanted(name: str) -> bool:
+        return builtin or name in settings.explicit
+
+    if wanted("retries"):
+        config.retries = settings.retries
+    if wanted("retry_handler"):
+        config.retry_handler = settings.retry_handler
+    memo: dict[str, Any] = {}
+    if wanted("checkpoint"):
+        memo["checkpoint_mode"] = settings.checkpoint
+    if wanted("checkpoint_period"):
+        memo["checkpoint_period"] = settings.checkpoint_period
+    if wanted("app_cache"):
+        memo["app_cache"] = settings.app_cache
+    if not memo:
+        return
+    if _config_takes_checkpoints():
+        for name, value in memo.items():
+            setattr(config, name, value)
+        return
+    from parsl.dataflow.memoization import BasicMemoizer
+
+    memoizer = config.memoizer
+    if memoizer is None:
+        memoizer = config.memoizer = BasicMemoizer()
+    if not isinstance(memoizer, BasicMemoizer):
+        raise ConfigFileError(
+            f"the config's memoizer is a {type(memoizer).__name__}, so the parsl marker's "
+            f"{', '.join(sorted(memo))} cannot be applied; drop them from the marker or use "
+            f"parsl.dataflow.memoization.BasicMemoizer"
+        )
+    for name, value in memo.items():
+        setattr(memoizer, "memoize" if name == "app_cache" else name, value)
+
+
+def make_config(request: pytest.FixtureRequest, settings: ParslSettings) -> tuple[Config, bool]:
+    """The Config for a test, first that applies: the make-config hook, ``--parsl-config``,
+    the built-in local config. Returns it and whether it is the built-in one."""
+    from pytest_parslflow.options import options_of
+
+    config = request.node.ihook.pytest_parslflow_make_config(request=request, settings=settings)
+    if config is not None:
+        return config, False
+    site = options_of(request.config).config_file
+    if site is not None:
+        return site.make(), False
+    return builtin_config(settings), True

@@ -1,0 +1,149 @@
+"""Command-line options and their ini twins, read and checked once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_parslflow.config import ConfigFile, ConfigFileError
+from pytest_parslflow.settings import (
+    EXECUTORS,
+    KEEP_CHOICES,
+    LEAK_CHOICES,
+    SettingsError,
+    parse_executors,
+)
+
+DEFAULT_LOG_LINES = 40
+
+
+@dataclass(frozen=True)
+class Options:
+    """The session's pytest-parslflow options, after defaults and checks."""
+
+    executors: tuple[str, ...] = ("thread",)
+    keep: str = "failed"
+    log_lines: int = DEFAULT_LOG_LINES
+    leaks: str = "fail"
+    config_file: ConfigFile | None = None
+
+
+OPTIONS = pytest.StashKey[Options]()
+
+# (option, ini, help, metavar, default)
+_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "--parsl-executor",
+        "parsl_executor",
+        "default executor, or comma-separated list of executors, for Parsl tests: "
+        "thread, htex (default: thread)",
+        "{thread,htex}[,...]",
+        "thread",
+    ),
+    (
+        "--parsl-config",
+        "parsl_config",
+        "Python file defining fresh_config() (or config) to use instead of the built-in "
+        "local Parsl config",
+        "PATH",
+        "",
+    ),
+    (
+        "--parsl-keep",
+        "parsl_keep",
+        "which tests' Parsl run directories survive the session: failed, all, none "
+        "(default: failed)",
+        "{failed,all,none}",
+        "failed",
+    ),
+    (
+        "--parsl-log-lines",
+        "parsl_log_lines",
+        f"upper bound on excerpt lines per log file in a failure report "
+        f"(default: {DEFAULT_LOG_LINES})",
+        "N",
+        str(DEFAULT_LOG_LINES),
+    ),
+    (
+        "--parsl-leaks",
+        "parsl_leaks",
+        "what a leaked DataFlowKernel, thread, process or socket does to the test: "
+        "fail, warn, off (default: fail)",
+        "{fail,warn,off}",
+        "fail",
+    ),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("parslflow", "Parsl workflow testing (pytest-parslflow)")
+    for option, ini, help, metavar, default in _OPTIONS:
+        group.addoption(option, dest=ini, default=None, metavar=metavar, help=help)
+        parser.addini(ini, default=default, help=help)
+
+
+def _raw(config: pytest.Config, option: str, ini: str) -> tuple[str, str, Path]:
+    """The value, where it came from (for messages) and the folder relative paths start at."""
+    value: Any = config.getoption(ini)
+    if value is not None:
+        return str(value), f"{option}", config.invocation_params.dir
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return str(config.getini(ini)).strip(), f"ini {ini}", base
+
+
+def read_options(config: pytest.Config) -> Options:
+    """Read and check every option; a bad value is a ``pytest.UsageError``."""
+    value, where, _ = _raw(config, "--parsl-executor", "parsl_executor")
+    try:
+        executors = parse_executors(value)
+    except SettingsError as exc:
+        raise pytest.UsageError(
+            f"{where}={value!r} is not allowed: use {exc} (comma-separated), "
+            f"e.g. --parsl-executor thread,htex; executors: {', '.join(EXECUTORS)}"
+        ) from None
+
+    keep, where, _ = _raw(config, "--parsl-keep", "parsl_keep")
+    if keep not in KEEP_CHOICES:
+        raise pytest.UsageError(
+            f"{where}={keep!r} is not allowed: use one of {', '.join(KEEP_CHOICES)}"
+        )
+
+    leaks, where, _ = _raw(config, "--parsl-leaks", "parsl_leaks")
+    if leaks not in LEAK_CHOICES:
+        raise pytest.UsageError(
+            f"{where}={leaks!r} is not allowed: use one of {', '.join(LEAK_CHOICES)}"
+        )
+
+    lines, where, _ = _raw(config, "--parsl-log-lines", "parsl_log_lines")
+    try:
+        log_lines = int(lines)
+    except ValueError:
+        log_lines = 0
+    if log_lines < 1:
+        raise pytest.UsageError(
+            f"{where}={lines!r} is not allowed: use a whole number of lines >= 1, "
+            f"e.g. {DEFAULT_LOG_LINES}"
+        )
+
+    path, where, base = _raw(config, "--parsl-config", "parsl_config")
+    config_file = None
+    if path:
+        try:
+            config_file = ConfigFile(base / path, where)
+        except ConfigFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    return Options(
+        executors=executors,
+        keep=keep,
+        log_lines=log_lines,
+        leaks=leaks,
+        config_file=config_file,
+    )
+
+
+def options_of(config: pytest.Config) -> Options:
+    return config.stash.get(OPTIONS, Options())
