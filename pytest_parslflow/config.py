@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from parsl.config import Config
 
 THREAD_LABEL = "threads"
-HTEX_LABEL = "htex_local"
 
 
 class ConfigFileError(Exception):
@@ -107,44 +106,16 @@ class ConfigFile:
         return self._config
 
 
-def _worker_script(name: str) -> str:
-    """The full path of an HTEX entry script, so that no PATH lookup is needed."""
-    import parsl.executors.high_throughput as htex_package
-
-    return str(Path(htex_package.__file__).parent / name)
-
-
 def builtin_config(settings: ParslSettings) -> Config:
     """The plugin's local config for ``settings.executor`` on this machine."""
     from parsl.config import Config
 
     executor: Any
     if settings.executor == "htex":
-        from parsl.executors import HighThroughputExecutor
-        from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
-        from parsl.launchers import SingleNodeLauncher
-        from parsl.providers import LocalProvider
+        from pytest_parslflow.htex import STRATEGY_PERIOD, make_htex_executor
 
-        pool = f"{sys.executable} {_worker_script('process_worker_pool.py')}"
-        executor = HighThroughputExecutor(
-            label=HTEX_LABEL,
-            address="127.0.0.1",
-            loopback_address="127.0.0.1",
-            max_workers_per_node=settings.workers,
-            cores_per_worker=1,
-            heartbeat_period=2,
-            heartbeat_threshold=10,
-            poll_period=10,
-            launch_cmd=DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1),
-            interchange_launch_cmd=[sys.executable, _worker_script("interchange.py")],
-            provider=LocalProvider(
-                init_blocks=1,
-                min_blocks=0,
-                max_blocks=1,
-                launcher=SingleNodeLauncher(),
-            ),
-        )
-        strategy_period: float = 0.1
+        executor = make_htex_executor(settings)
+        strategy_period: float = STRATEGY_PERIOD
     else:
         from parsl.executors import ThreadPoolExecutor
 

@@ -27,9 +27,9 @@ _BUILTIN_CONFIG = pytest.StashKey[object]()
 
 def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
     item = request.node
-    run = item.stash.get(TEST_RUN, None)
-    if run is not None:
-        return run
+    known: ParslTestRun | None = item.stash.get(TEST_RUN, None)
+    if known is not None:
+        return known
     try:
         settings = item_settings(item)
     except SettingsError as exc:

@@ -128,3 +128,27 @@ def item_settings(item: pytest.Item) -> ParslSettings:
         item.stash[SETTINGS] = settings
         return settings
     raise SettingsError(message)
+
+
+class QuietParslRecords:
+    """A logging filter: Parsl's DEBUG/INFO chatter stays out of pytest's captured logs.
+
+    Parsl's own ``parsl.log`` in the run directory still has every line; what a
+    failure needs from it reaches the report through the excerpts.
+    """
+
+    def filter(self, record: object) -> bool:
+        name: str = getattr(record, "name", "")
+        if name != "parsl" and not name.startswith("parsl."):
+            return True
+        return bool(getattr(record, "levelno", 0) >= 30)
+
+
+def quiet_parsl_in_captured_logs(config: pytest.Config) -> None:
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    if logging_plugin is None:
+        return
+    for name in ("caplog_handler", "report_handler"):
+        handler = getattr(logging_plugin, name, None)
+        if handler is not None:
+            handler.addFilter(QuietParslRecords())

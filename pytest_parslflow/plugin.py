@@ -19,6 +19,7 @@ from pytest_parslflow.lifecycle import (
     item_settings,
     keep_run_dir,
     loaded_dfk,
+    quiet_parsl_in_captured_logs,
     remove_run_base,
     uses_parsl,
 )
@@ -45,6 +46,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    quiet_parsl_in_captured_logs(session.config)
 
 
 @pytest.hookimpl(trylast=True)

@@ -181,7 +181,9 @@ def _check_mark(mark: pytest.Mark) -> dict[str, Any]:
             allowed = str(exc)
         else:
             continue
-        raise SettingsError(f"parsl marker argument {name}={_describe(value)} is not allowed: {allowed}")
+        raise SettingsError(
+            f"parsl marker argument {name}={_describe(value)} is not allowed: {allowed}"
+        )
     return checked
 
 

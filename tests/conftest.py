@@ -1,0 +1,31 @@
+"""Shared helpers: tests drive the plugin as users do, in a pytest subprocess with real Parsl."""
+
+from __future__ import annotations
+
+import pytest
+
+# An app that fails its first ``fails`` tries, counting tries in a file so the count
+# survives across threads and processes alike.
+FLAKY_APP = """
+import pathlib
+from parsl import python_app
+
+@python_app
+def flaky(counter, fails):
+    path = pathlib.Path(counter)
+    tries = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(tries + 1))
+    if tries < fails:
+        raise ValueError(f"transient failure {tries + 1}")
+    return tries + 1
+"""
+
+
+@pytest.fixture
+def run_parslflow(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
+    """Run pytest with the plugin in a subprocess, as ``pytest -p parslflow`` would."""
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess("-p", "parslflow", *args)
+
+    return run

@@ -1,0 +1,162 @@
+"""Bad marker arguments fail that test alone; bad options are usage errors at start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+BAD_MARKS = {
+    "test_misspelt": (
+        "retires=2",
+        "*test_misspelt: *unknown argument 'retires' (did you mean 'retries'?); allowed: executor, workers, retries*",
+    ),
+    "test_wrong_type": (
+        "workers='2'",
+        "*test_wrong_type: parsl marker argument workers='2' is not allowed: an int >= 1",
+    ),
+    "test_out_of_range": (
+        "retries=-1",
+        "*test_out_of_range: parsl marker argument retries=-1 is not allowed: an int >= 0",
+    ),
+    "test_unknown_mode": (
+        "checkpoint='sometimes'",
+        "*test_unknown_mode: parsl marker argument checkpoint='sometimes' is not allowed: None or one of 'task_exit', 'periodic', 'dfk_exit', 'manual'",
+    ),
+    "test_period_without_periodic": (
+        "checkpoint='task_exit', checkpoint_period='00:00:05'",
+        "*test_period_without_periodic: parsl marker argument checkpoint_period='00:00:05' is not allowed: it needs checkpoint='periodic' (checkpoint is 'task_exit')",
+    ),
+    "test_periodic_without_period": (
+        "checkpoint='periodic'",
+        "*test_periodic_without_period: parsl marker argument checkpoint='periodic' is not allowed without checkpoint_period='HH:MM:SS'",
+    ),
+    "test_bad_period": (
+        "checkpoint='periodic', checkpoint_period='5s'",
+        "*test_bad_period: parsl marker argument checkpoint_period='5s' is not allowed: None or a period 'HH:MM:SS'*",
+    ),
+    "test_bad_executor": (
+        "executor='gpu'",
+        "*test_bad_executor: parsl marker argument executor='gpu' is not allowed: one of 'thread', 'htex' or a non-empty list of them*",
+    ),
+    "test_positional": (
+        "'thread'",
+        "*test_positional: @pytest.mark.parsl takes keyword arguments only, got positional 'thread'*",
+    ),
+    "test_bad_scope": (
+        "scope='class'",
+        "*test_bad_scope: parsl marker argument scope='class' is not allowed: one of 'function', 'module', 'session'",
+    ),
+    "test_bad_timeout": (
+        "timeout=-3",
+        "*test_bad_timeout: parsl marker argument timeout=-3 is not allowed: None or a number of seconds > 0",
+    ),
+    "test_bad_bool": ("monitoring='yes'", "*test_bad_monitoring*"),
+    "test_bad_handler": (
+        "retry_handler=3",
+        "*test_bad_handler: parsl marker argument retry_handler=3 is not allowed: None or a callable*",
+    ),
+}
+
+
+def test_each_bad_marker_argument_errors_that_test_alone(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    body = ["import parsl, pytest", ""]
+    for name, (args, _) in BAD_MARKS.items():
+        body += [f"@pytest.mark.parsl({args})", f"def {name}():", "    pass", ""]
+    body += [
+        "@pytest.mark.parsl",
+        "def test_good_one_still_runs():",
+        "    assert parsl.dfk() is not None",
+    ]
+    pytester.makepyfile(test_marks="\n".join(body))
+    pytester.makepyfile(
+        test_module_mark="""
+import pytest
+pytestmark = pytest.mark.parsl(app_cache="no")
+
+def test_under_bad_module_mark():
+    pass
+"""
+    )
+    result = run_parslflow("-rE")
+    result.assert_outcomes(passed=1, errors=len(BAD_MARKS) + 1)
+    expected = [line for name, (_, line) in BAD_MARKS.items() if name != "test_bad_bool"]
+    expected.append(
+        "*test_bad_bool: parsl marker argument monitoring='yes' is not allowed: True or False"
+    )
+    expected.append(
+        "*test_under_bad_module_mark: parsl marker argument app_cache='no' is not allowed*"
+    )
+    for line in expected:
+        result.stdout.fnmatch_lines([line])
+    # One line per error, without a traceback into the plugin.
+    assert "pytest_parslflow" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--parsl-keep=sometimes"],
+            "*--parsl-keep='sometimes' is not allowed: use one of failed, all, none",
+        ),
+        (
+            ["--parsl-leaks=loud"],
+            "*--parsl-leaks='loud' is not allowed: use one of fail, warn, off",
+        ),
+        (
+            ["--parsl-log-lines=0"],
+            "*--parsl-log-lines='0' is not allowed: use a whole number of lines >= 1*",
+        ),
+        (["--parsl-log-lines=many"], "*--parsl-log-lines='many' is not allowed*"),
+        (
+            ["--parsl-executor=thread,gpu"],
+            "*--parsl-executor='thread,gpu' is not allowed: use one of 'thread', 'htex'*",
+        ),
+        (
+            ["--parsl-config=missing.py"],
+            "*--parsl-config=*missing.py: no such file; pass the path of a Python file that defines fresh_config()*",
+        ),
+    ],
+)
+def test_bad_option_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_inprocess("-p", "parslflow", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_bad_ini_value_names_the_ini_key(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nparsl_keep = never\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_inprocess("-p", "parslflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*ini parsl_keep='never' is not allowed: use one of failed, all, none"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "X = 1\n",
+            "*site.py: the file defines neither fresh_config() nor config; add `def fresh_config()*",
+        ),
+        (
+            "raise RuntimeError('no cluster here')\n",
+            "*site.py: importing the file raised RuntimeError: no cluster here; fix the file*",
+        ),
+        ("config = 42\n", "*site.py: `config` is a int, not a parsl.config.Config*"),
+    ],
+)
+def test_bad_config_file_is_a_usage_error(
+    pytester: pytest.Pytester, source: str, message: str
+) -> None:
+    pytester.makepyfile(site=source)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_inprocess("-p", "parslflow", "--parsl-config", "site.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])

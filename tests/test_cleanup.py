@@ -1,0 +1,75 @@
+"""After every test the DFK is cleaned up and cleared, so the next test loads cleanly."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_dfk_is_gone_after_a_failing_test(pytester: pytest.Pytester, run_parslflow) -> None:
+    pytester.makepyfile(
+        """
+import parsl
+import pytest
+from parsl import python_app
+from parsl.errors import NoDataFlowKernelError
+
+@python_app
+def one():
+    return 1
+
+@pytest.mark.parsl
+def test_fails():
+    assert one().result() == 1
+    assert False, "deliberate"
+
+def test_nothing_loaded_after_it():
+    with pytest.raises(NoDataFlowKernelError):
+        parsl.dfk()
+
+@pytest.mark.parsl
+def test_next_loads_cleanly(parsl_dfk):
+    assert parsl.dfk() is parsl_dfk
+    assert one().result() == 1
+
+def test_cleaned_up_dfk_refuses_tasks():
+    with pytest.raises(NoDataFlowKernelError):
+        one()
+"""
+    )
+    run_parslflow("-v").assert_outcomes(passed=3, failed=1)
+
+
+LEAKY = """
+import parsl
+from parsl.config import Config
+from parsl.executors import ThreadPoolExecutor
+
+def test_leaks(tmp_path):
+    parsl.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path)))
+
+def test_next(tmp_path):
+    with parsl.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path))):
+        pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("leaks", "outcomes", "line"),
+    [
+        (
+            "fail",
+            {"passed": 2, "errors": 1},
+            "*test_leaks left a DataFlowKernel loaded*cleaned it up*",
+        ),
+        ("warn", {"passed": 2, "warnings": 1}, "*test_leaks left a DataFlowKernel loaded*"),
+        ("off", {"passed": 2}, None),
+    ],
+)
+def test_a_test_that_forgets_its_own_dfk(
+    pytester: pytest.Pytester, run_parslflow, leaks: str, outcomes: dict[str, int], line: str | None
+) -> None:
+    pytester.makepyfile(LEAKY)
+    result = run_parslflow(f"--parsl-leaks={leaks}")
+    result.assert_outcomes(**outcomes)
+    if line:
+        result.stdout.fnmatch_lines([line])
