@@ -16,7 +16,7 @@ from pytest_parslflow.lifecycle import (
     loaded_dfk,
     run_base_name,
 )
-from pytest_parslflow.settings import MARKER, SettingsError
+from pytest_parslflow.settings import MARKER, ParslSettings, SettingsError
 
 if TYPE_CHECKING:
     from parsl.config import Config
@@ -43,6 +43,17 @@ def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
     pytest.fail(message, pytrace=False)
 
 
+def _not_available(settings: ParslSettings) -> str:
+    if settings.monitoring:
+        return "parsl marker argument monitoring=True: monitoring is not available in this version"
+    if settings.scope != "function":
+        return (
+            f"parsl marker argument scope={settings.scope!r}: only scope='function' (a DFK per "
+            f"test) is available in this version"
+        )
+    return ""
+
+
 @pytest.fixture
 def parsl_run_dir(request: pytest.FixtureRequest) -> Path:
     """This test's own Parsl run directory (the base holding ``000/``, ``001/``, ...)."""
@@ -65,26 +76,33 @@ def parsl_config(request: pytest.FixtureRequest) -> Config:
     pytest.fail(message, pytrace=False)
 
 
+def _load_problem(run: ParslTestRun, config: Config, builtin: bool) -> str:
+    """Why this test's DFK cannot be loaded, or ``""``; applies the settings to ``config``."""
+    problem = _not_available(run.settings)
+    if problem:
+        return problem
+    try:
+        apply_settings(config, run.settings, run.run_dir, builtin)
+    except ConfigFileError as exc:
+        return str(exc)
+    other = loaded_dfk()
+    if other is not None:
+        return (
+            f"another DataFlowKernel is already loaded (run dir {other.run_dir}), so this test "
+            f"cannot load its own; a fixture of wider scope or a conftest called parsl.load(): "
+            f"use the parsl marker instead, or call parsl.dfk().cleanup() there"
+        )
+    return ""
+
+
 @pytest.fixture
 def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[DataFlowKernel]:
     """The loaded DataFlowKernel of this test; cleaned up and cleared after it."""
     run = _test_run(request)
     builtin = request.node.stash.get(_BUILTIN_CONFIG, None) is parsl_config
-    message = ""
-    try:
-        apply_settings(parsl_config, run.settings, run.run_dir, builtin)
-    except ConfigFileError as exc:
-        message = f"{request.node.nodeid}: {exc}"
-    other = loaded_dfk()
-    if other is not None:
-        message = (
-            f"{request.node.nodeid}: another DataFlowKernel is already loaded "
-            f"(run dir {other.run_dir}), so this test cannot load its own; a fixture of wider "
-            f"scope or a conftest called parsl.load(): use the parsl marker instead, or call "
-            f"parsl.dfk().cleanup() there"
-        )
-    if message:
-        pytest.fail(message, pytrace=False)
+    problem = _load_problem(run, parsl_config, builtin)
+    if problem:
+        pytest.fail(f"{request.node.nodeid}: {problem}", pytrace=False)
     dfk = run.load(parsl_config)
     try:
         yield dfk

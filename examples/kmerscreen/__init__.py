@@ -15,8 +15,6 @@ at pytest's temporary directories.
 """
 
 from kmerscreen.apps import (
-    MirrorUnavailable,
-    ScreenReport,
     clean_reads,
     count_kmers,
     fetch_adapter_panel,
@@ -26,9 +24,11 @@ from kmerscreen.apps import (
     top_kmers,
     write_table,
 )
-from kmerscreen.pipeline import SampleSpec, ScreenFutures, screen_samples
+from kmerscreen.model import ADAPTER, MirrorUnavailable, SampleSpec, ScreenReport
+from kmerscreen.pipeline import ScreenFutures, screen_samples
 
 __all__ = [
+    "ADAPTER",
     "MirrorUnavailable",
     "SampleSpec",
     "ScreenFutures",

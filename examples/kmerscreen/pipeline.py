@@ -49,6 +49,7 @@ def screen_samples(
     ``workdir``; ``mirror_failures`` makes the panel fetch fail that many times
     before it succeeds (see :func:`fetch_adapter_panel`).
     """
+    workdir.mkdir(parents=True, exist_ok=True)
     per_sample: dict[str, AppFuture] = {}
     for spec in samples:
         raw = simulate_reads(spec, outputs=[File(str(workdir / f"{spec.name}.fasta"))])
