@@ -36,7 +36,7 @@ def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
         message = str(exc)
     else:
         factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
-        run = ParslTestRun(settings, factory.mktemp(run_base_name(item.name), numbered=True))
+        run = ParslTestRun(settings, factory.mktemp(run_base_name(item), numbered=True))
         run.run_dir.mkdir()
         item.stash[TEST_RUN] = run
         return run

@@ -61,9 +61,11 @@ TEST_RUN = pytest.StashKey[ParslTestRun]()
 PHASE_FAILED = pytest.StashKey[bool]()
 
 
-def run_base_name(node_name: str) -> str:
-    """A folder name for a test, as pytest's ``tmp_path`` makes one."""
-    return re.sub(r"[\W]", "_", node_name)[:30]
+def run_base_name(item: pytest.Item) -> str:
+    """A folder name for a test, as pytest's ``tmp_path`` makes one, naming a rerun's attempt."""
+    name = re.sub(r"[\W]", "_", item.name)[:30]
+    attempt: int = getattr(item, "execution_count", 1)  # set by pytest-rerunfailures
+    return f"{name}_attempt{attempt}_" if attempt > 1 else name
 
 
 def cleanup_dfk(dfk: DataFlowKernel) -> BaseException | None:

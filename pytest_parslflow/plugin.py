@@ -81,6 +81,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Every marker argument is checked before the test runs: an error for this test alone."""
+    # A rerun (pytest-rerunfailures) runs the same item again: a new attempt, a new run.
+    for key in (TEST_RUN, PHASE_FAILED):
+        if key in item.stash:
+            del item.stash[key]
     if not uses_parsl(item):
         return
     try:

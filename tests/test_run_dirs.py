@@ -103,3 +103,31 @@ def test_setup_error(broken):
     run_parslflow().assert_outcomes(errors=1)
     kept = Path(log.read_text().strip())
     assert (kept / "000" / "parsl.log").is_file()
+
+
+def test_each_rerun_attempt_has_its_own_run_directory(
+    pytester: pytest.Pytester, run_parslflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = pytester.path / "run_dirs.txt"
+    monkeypatch.setenv("RUN_DIRS", str(log))
+    pytester.makepyfile(
+        """
+import os
+import parsl
+import pytest
+
+@pytest.mark.parsl
+def test_flaky_twice(parsl_run_dir):
+    with open(os.environ["RUN_DIRS"], "a") as f:
+        f.write(f"{parsl_run_dir}\\n")
+    attempts = len(open(os.environ["RUN_DIRS"]).read().splitlines())
+    assert attempts == 3
+"""
+    )
+    result = run_parslflow("-p", "rerunfailures", "--reruns=2", "--parsl-keep=all")
+    assert result.parseoutcomes() == {"passed": 1, "rerun": 2}
+    dirs = log.read_text().splitlines()
+    assert len(set(dirs)) == 3
+    assert all((Path(d) / "000" / "parsl.log").is_file() for d in dirs)
+    names = [Path(d).parent.name for d in dirs]
+    assert names == ["test_flaky_twice0", "test_flaky_twice_attempt2_0", "test_flaky_twice_attempt3_0"]
