@@ -1,4 +1,5 @@
-"""The fixtures a Parsl test uses: ``parsl_run_dir``, ``parsl_config``, ``parsl_dfk``."""
+"""The fixtures a Parsl test uses: ``parsl_run_dir``, ``parsl_config``, ``parsl_dfk``,
+``parsl_tasks`` and ``parsl_restart``."""
 
 from __future__ import annotations
 
@@ -8,21 +9,21 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_parslflow.config import ConfigFileError, apply_settings, make_config
+from pytest_parslflow.config import ConfigFileError, make_config
 from pytest_parslflow.lifecycle import (
     TEST_RUN,
+    ParslRestart,
     ParslTestRun,
     item_settings,
-    loaded_dfk,
+    load_problem,
     run_base_name,
 )
-from pytest_parslflow.settings import MARKER, ParslSettings, SettingsError
+from pytest_parslflow.settings import MARKER, SettingsError
+from pytest_parslflow.tasks import ParslTasks
 
 if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
-
-_BUILTIN_CONFIG = pytest.StashKey[object]()
 
 
 def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
@@ -43,17 +44,6 @@ def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
     pytest.fail(message, pytrace=False)
 
 
-def _not_available(settings: ParslSettings) -> str:
-    if settings.monitoring:
-        return "parsl marker argument monitoring=True: monitoring is not available in this version"
-    if settings.scope != "function":
-        return (
-            f"parsl marker argument scope={settings.scope!r}: only scope='function' (a DFK per "
-            f"test) is available in this version"
-        )
-    return ""
-
-
 @pytest.fixture
 def parsl_run_dir(request: pytest.FixtureRequest) -> Path:
     """This test's own Parsl run directory (the base holding ``000/``, ``001/``, ...)."""
@@ -65,42 +55,27 @@ def parsl_config(request: pytest.FixtureRequest) -> Config:
     """The ``parsl.config.Config`` this test will load; override it in a conftest to supply
     your own (the plugin still sets its ``run_dir`` and the marker's explicit settings)."""
     run = _test_run(request)
+
+    def fresh_config() -> tuple[Config, bool]:
+        return make_config(request, run.settings)
+
     try:
-        config, builtin = make_config(request, run.settings)
+        config, run.builtin = fresh_config()
     except ConfigFileError as exc:
         message = f"{request.node.nodeid}: {exc}"
     else:
-        if builtin:
-            request.node.stash[_BUILTIN_CONFIG] = config
+        run.made, run.fresh_config = config, fresh_config
         return config
     pytest.fail(message, pytrace=False)
-
-
-def _load_problem(run: ParslTestRun, config: Config, builtin: bool) -> str:
-    """Why this test's DFK cannot be loaded, or ``""``; applies the settings to ``config``."""
-    problem = _not_available(run.settings)
-    if problem:
-        return problem
-    try:
-        apply_settings(config, run.settings, run.run_dir, builtin)
-    except ConfigFileError as exc:
-        return str(exc)
-    other = loaded_dfk()
-    if other is not None:
-        return (
-            f"another DataFlowKernel is already loaded (run dir {other.run_dir}), so this test "
-            f"cannot load its own; a fixture of wider scope or a conftest called parsl.load(): "
-            f"use the parsl marker instead, or call parsl.dfk().cleanup() there"
-        )
-    return ""
 
 
 @pytest.fixture
 def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[DataFlowKernel]:
     """The loaded DataFlowKernel of this test; cleaned up and cleared after it."""
     run = _test_run(request)
-    builtin = request.node.stash.get(_BUILTIN_CONFIG, None) is parsl_config
-    problem = _load_problem(run, parsl_config, builtin)
+    if run.made is not parsl_config:  # a conftest's own parsl_config fixture
+        run.builtin, run.fresh_config = False, None
+    problem = load_problem(run, parsl_config, run.builtin)
     if problem:
         pytest.fail(f"{request.node.nodeid}: {problem}", pytrace=False)
     dfk = run.load(parsl_config)
@@ -108,6 +83,19 @@ def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[
         yield dfk
     finally:
         run.close()
+
+
+@pytest.fixture
+def parsl_tasks(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslTasks:
+    """Records of every task this test submitted, across every DFK it loaded."""
+    return ParslTasks(_test_run(request).recorders)
+
+
+@pytest.fixture
+def parsl_restart(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslRestart:
+    """Clean up the current DFK and load a fresh one with the same settings and run
+    directory, reusing its checkpoints; returns the new DFK."""
+    return ParslRestart(_test_run(request), request.node.nodeid)
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_parslflow.config import ConfigFileError, apply_settings
 from pytest_parslflow.options import options_of
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
@@ -22,6 +24,7 @@ from pytest_parslflow.settings import (
     SettingsError,
     build_settings,
 )
+from pytest_parslflow.tasks import ParslTask, TaskRecorder
 
 if TYPE_CHECKING:
     from parsl.config import Config
@@ -35,18 +38,32 @@ class ParslTestRun:
     settings: ParslSettings
     base: Path
     dfks: list[DataFlowKernel] = field(default_factory=list)
+    recorders: list[TaskRecorder] = field(default_factory=list)
+    #: the Config the plugin made for the test, whether it is the built-in one, and how to
+    #: make another for a restart (``None`` where a conftest's fixture gave just one)
+    made: Config | None = None
+    builtin: bool = False
+    fresh_config: Callable[[], tuple[Config, bool]] | None = None
 
     @property
     def run_dir(self) -> Path:
         """The test's ``parsl_run_dir``: the base that holds ``000/``, ``001/``, ..."""
         return self.base / "runinfo"
 
+    @property
+    def dfk(self) -> DataFlowKernel | None:
+        return self.dfks[-1] if self.dfks else None
+
     def load(self, config: Config) -> DataFlowKernel:
         import parsl
 
         dfk = parsl.load(config)
         self.dfks.append(dfk)
+        self.recorders.append(TaskRecorder(dfk, run=len(self.dfks) - 1))
         return dfk
+
+    def tasks(self) -> list[ParslTask]:
+        return [task for recorder in self.recorders for task in recorder.snapshot()]
 
     def close(self) -> None:
         """Clean up every DFK this run loaded; the first error is raised after all are done."""
@@ -59,6 +76,8 @@ class ParslTestRun:
 TEST_RUN = pytest.StashKey[ParslTestRun]()
 #: whether any phase of the test failed, for the keep policy
 PHASE_FAILED = pytest.StashKey[bool]()
+#: whether the test's failure report was attached (to its first failing phase)
+REPORTED = pytest.StashKey[bool]()
 
 
 def run_base_name(item: pytest.Item) -> str:
@@ -103,14 +122,17 @@ def remove_run_base(base: Path) -> None:
 #: the validated settings of a Parsl test, in ``item.stash``
 SETTINGS = pytest.StashKey[ParslSettings]()
 
-_PARSL_FIXTURES = frozenset({"parsl_dfk", "parsl_config", "parsl_run_dir"})
+#: asking for any of these makes a test a Parsl test (parsl_run_dir alone does not load)
+PARSL_FIXTURES = frozenset(
+    {"parsl_dfk", "parsl_config", "parsl_run_dir", "parsl_tasks", "parsl_restart"}
+)
 
 
 def uses_parsl(item: pytest.Item) -> bool:
     """Whether the test is marked ``parsl`` or asks for one of the plugin's Parsl fixtures."""
     if item.get_closest_marker(MARKER) is not None:
         return True
-    return not _PARSL_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+    return not PARSL_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
 
 
 def item_settings(item: pytest.Item) -> ParslSettings:
@@ -154,3 +176,97 @@ def quiet_parsl_in_captured_logs(config: pytest.Config) -> None:
         handler = getattr(logging_plugin, name, None)
         if handler is not None:
             handler.addFilter(QuietParslRecords())
+
+
+def not_available(settings: ParslSettings) -> str:
+    if settings.monitoring:
+        return "parsl marker argument monitoring=True: monitoring is not available in this version"
+    if settings.scope != "function":
+        return (
+            f"parsl marker argument scope={settings.scope!r}: only scope='function' (a DFK per "
+            f"test) is available in this version"
+        )
+    return ""
+
+
+def load_problem(run: ParslTestRun, config: Config, builtin: bool) -> str:
+    """Why this test's DFK cannot be loaded, or ``""``; applies the settings to ``config``."""
+    problem = not_available(run.settings)
+    if problem:
+        return problem
+    try:
+        apply_settings(config, run.settings, run.run_dir, builtin)
+    except ConfigFileError as exc:
+        return str(exc)
+    other = loaded_dfk()
+    if other is not None:
+        return (
+            f"another DataFlowKernel is already loaded (run dir {other.run_dir}), so this test "
+            f"cannot load its own; a fixture of wider scope or a conftest called parsl.load(): "
+            f"use the parsl marker instead, or call parsl.dfk().cleanup() there"
+        )
+    return ""
+
+
+class ParslRestartError(RuntimeError):
+    """``parsl_restart`` cannot work for this test; the message says why and what to do."""
+
+
+def checkpoint_mode(dfk: DataFlowKernel) -> str | None:
+    """The loaded DFK's checkpoint mode, wherever the installed Parsl keeps it."""
+    mode = getattr(getattr(dfk, "memoizer", None), "checkpoint_mode", None)
+    return mode or getattr(dfk, "checkpoint_mode", None)
+
+
+class ParslRestart:
+    """The ``parsl_restart`` fixture: ``parsl_restart()`` ends the current DFK and loads a
+    fresh one with the same settings and run directory, reusing its checkpoints.
+
+    ``parsl_restart.checkpoint()`` takes a manual checkpoint of the current DFK, on
+    either side of Parsl's move of checkpointing into ``BasicMemoizer``.
+    """
+
+    def __init__(self, run: ParslTestRun, nodeid: str) -> None:
+        self._run = run
+        self._nodeid = nodeid
+
+    def _fail(self, why: str) -> ParslRestartError:
+        return ParslRestartError(f"{self._nodeid}: parsl_restart: {why}")
+
+    def checkpoint(self) -> None:
+        dfk = self._run.dfk
+        if dfk is None:
+            raise self._fail("no DataFlowKernel is loaded")
+        # Current Parsl: dfk.memoizer.checkpoint(); before the move: dfk.checkpoint().
+        owner: Any = dfk.memoizer if hasattr(dfk.memoizer, "checkpoint") else dfk
+        owner.checkpoint()
+
+    def __call__(self) -> DataFlowKernel:
+        run = self._run
+        dfk = run.dfk
+        if run.settings.scope != "function":
+            raise self._fail(
+                f"a DFK shared by scope={run.settings.scope!r} cannot be restarted by one "
+                f"test; use scope='function' for restart tests"
+            )
+        if dfk is None:
+            raise self._fail("no DataFlowKernel is loaded")
+        if checkpoint_mode(dfk) is None:
+            raise self._fail(
+                "this test's DFK has no checkpoint mode, so a restart would reuse nothing; "
+                "set @pytest.mark.parsl(checkpoint='task_exit' | 'periodic' | 'dfk_exit' | "
+                "'manual')"
+            )
+        if run.fresh_config is None:
+            raise self._fail(
+                "the conftest's parsl_config fixture gives one Config, and Parsl cannot load "
+                "a Config twice; return it from a pytest_parslflow_make_config hook instead"
+            )
+        error = cleanup_dfk(dfk)
+        if error is not None:
+            raise error
+        config, builtin = run.fresh_config()
+        problem = load_problem(run, config, builtin)
+        if problem:
+            raise self._fail(problem)
+        return run.load(config)

@@ -11,9 +11,18 @@ from collections.abc import Generator
 import pytest
 
 from pytest_parslflow import hookspecs
-from pytest_parslflow.fixtures import _parsl_marked, parsl_config, parsl_dfk, parsl_run_dir
+from pytest_parslflow.fixtures import (
+    _parsl_marked,
+    parsl_config,
+    parsl_dfk,
+    parsl_restart,
+    parsl_run_dir,
+    parsl_tasks,
+)
 from pytest_parslflow.lifecycle import (
+    PARSL_FIXTURES,
     PHASE_FAILED,
+    REPORTED,
     TEST_RUN,
     cleanup_dfk,
     item_settings,
@@ -24,6 +33,7 @@ from pytest_parslflow.lifecycle import (
     uses_parsl,
 )
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
+from pytest_parslflow.report import SECTION, failure_report, summary_data
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
     MARKER,
@@ -31,8 +41,16 @@ from pytest_parslflow.settings import (
     SettingsError,
     marked_executors,
 )
+from pytest_parslflow.summary import SessionSummary
 
-__all__ = ["_parsl_marked", "parsl_config", "parsl_dfk", "parsl_run_dir"]
+__all__ = [
+    "_parsl_marked",
+    "parsl_config",
+    "parsl_dfk",
+    "parsl_restart",
+    "parsl_run_dir",
+    "parsl_tasks",
+]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -46,6 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
+    config.pluginmanager.register(SessionSummary(), "parslflow-summary")
 
 
 @pytest.hookimpl(trylast=True)
@@ -57,7 +76,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The executor matrix: a list of executors runs the test once per executor."""
     marks = list(metafunc.definition.iter_markers(MARKER))
-    if not marks and {"parsl_dfk", "parsl_config"}.isdisjoint(metafunc.fixturenames):
+    if not marks and PARSL_FIXTURES.isdisjoint(metafunc.fixturenames):
         return
     executors = marked_executors(marks, options_of(metafunc.config).executors)
     if len(executors) > 1:
@@ -82,9 +101,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Every marker argument is checked before the test runs: an error for this test alone."""
     # A rerun (pytest-rerunfailures) runs the same item again: a new attempt, a new run.
-    for key in (TEST_RUN, PHASE_FAILED):
-        if key in item.stash:
-            del item.stash[key]
+    if TEST_RUN in item.stash:
+        del item.stash[TEST_RUN]
+    item.stash[PHASE_FAILED] = False
+    item.stash[REPORTED] = False
     if not uses_parsl(item):
         return
     try:
@@ -120,14 +140,23 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Record failures per phase; after teardown apply ``--parsl-keep`` to the run directory."""
+    """The failure report of a Parsl test; after teardown, ``--parsl-keep`` and the figures
+    for the session summary."""
     report = yield
-    if report.failed or (report.skipped and hasattr(report, "wasxfail")):
+    failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
+    if failed:
         item.stash[PHASE_FAILED] = True
+    run = item.stash.get(TEST_RUN, None)
+    if run is None:
+        return report
+    options = options_of(item.config)
+    if report.failed and not item.stash.get(REPORTED, False):
+        item.stash[REPORTED] = True
+        text = failure_report(item, run, options.log_lines, options.keep)
+        report.sections.append((SECTION, text))
     if report.when == "teardown":
-        run = item.stash.get(TEST_RUN, None)
-        if run is not None:
-            failed = item.stash.get(PHASE_FAILED, False)
-            if not keep_run_dir(options_of(item.config).keep, failed):
-                remove_run_base(run.base)
+        keep = keep_run_dir(options.keep, item.stash.get(PHASE_FAILED, False))
+        if not keep:
+            remove_run_base(run.base)
+        report.parslflow = summary_data(run, run.base if keep else None)  # type: ignore[attr-defined]
     return report

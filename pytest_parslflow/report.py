@@ -1,0 +1,179 @@
+"""The failure report of a Parsl test: a task summary and log excerpts chosen by task.
+
+The whole report is one ``Captured stdout parsl`` section of the test report, with
+headings of its own inside: report sections travel to xdist's controller, and
+pytest's JUnit XML writes captured stdout (``junit_logging = system-out`` or
+``all``) without the section names, so the headings must be in the text.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_parslflow.lifecycle import ParslTestRun
+from pytest_parslflow.logs import (
+    excerpt,
+    executor_logs,
+    relative,
+    submit_outputs,
+    tail_of,
+    task_pattern,
+)
+from pytest_parslflow.tasks import ParslTask, state_counts
+
+SECTION = "Captured stdout parsl"
+#: failed tasks detailed in the summary; the rest are counted
+MAX_FAILED_SHOWN = 10
+#: innermost frames of a try's traceback shown for the final try
+TRACEBACK_FRAMES = 3
+_WIDTH = 78
+
+
+def heading(title: str) -> str:
+    return f" {title} ".center(_WIDTH, "-")
+
+
+def _where(frames: tuple[traceback.FrameSummary, ...]) -> str:
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"   ({Path(frame.filename).name}:{frame.lineno} in {frame.name})"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if len(first) > 200:
+        first = first[:197] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _task_lines(task: ParslTask) -> list[str]:
+    ids = ", ".join(str(i) for i in task.executor_ids)
+    head = f"task {task.id}  {task.app}  {task.state}"
+    if task.state == "dep_fail":
+        root = f"root: task {task.root}" if task.root is not None else "root: unknown"
+        deps = ", ".join(str(d) for d in task.depends_on)
+        return [f"{head}  {root}  (depends on {deps})"]
+    lines = [
+        f"{head}  tries={task.tries}  executor={task.executor}"
+        + (f"  executor ids {ids}" if ids else "")
+    ]
+    frames_per_try = list(task.frames) + [()] * (len(task.exceptions) - len(task.frames))
+    for number, (exc, frames) in enumerate(zip(task.exceptions, frames_per_try, strict=True)):
+        lines.append(f"  try {number}: {_describe(exc)}{_where(frames)}")
+    if task.frames:
+        frames = task.frames[-1][-TRACEBACK_FRAMES:]
+        if len(frames) > 1 or (frames and frames[-1].line):
+            lines.append("  traceback (innermost last):")
+            for frame in frames:
+                lines.append(f"    {Path(frame.filename).name}:{frame.lineno} in {frame.name}")
+                if frame.line:
+                    lines.append(f"      {frame.line.strip()}")
+    return lines
+
+
+def _dfk_dirs(run: ParslTestRun) -> list[Path]:
+    return [Path(dfk.run_dir) for dfk in run.dfks]
+
+
+def task_summary(run: ParslTestRun, tasks: list[ParslTask], kept: str) -> list[str]:
+    lines = [heading("parsl: tasks")]
+    for path in _dfk_dirs(run):
+        lines.append(f"run dir: {path} ({kept})")
+    lines.append(f"{len(tasks)} tasks: {state_counts(tasks) or 'none submitted'}")
+    failed = sorted(
+        (t for t in tasks if t.failed), key=lambda t: (t.state == "dep_fail", t.run, t.id)
+    )
+    for task in failed[:MAX_FAILED_SHOWN]:
+        prefix = f"[run {task.run}] " if len(run.dfks) > 1 else ""
+        first, *rest = _task_lines(task)
+        lines.append(prefix + first)
+        lines.extend(rest)
+    if len(failed) > MAX_FAILED_SHOWN:
+        lines.append(f"... and {len(failed) - MAX_FAILED_SHOWN} more failed tasks")
+    return lines
+
+
+def _ids(values: Iterable[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def excerpts(
+    run: ParslTestRun, tasks: list[ParslTask], max_lines: int, extra: Iterable[Path]
+) -> list[str]:
+    """Excerpts of every relevant log, each under a heading naming the file (relative to
+    the run directory) and the tasks it was searched for."""
+    lines: list[str] = []
+    failed = [t for t in tasks if t.failed]
+    dfk_dirs = _dfk_dirs(run)
+    bases = [run.run_dir, *dfk_dirs]
+
+    def add(path: Path, about: str, chosen: Iterable[str]) -> None:
+        body = list(chosen)
+        if body:
+            title = f"parsl: {relative(path, bases)}" + (f" ({about})" if about else "")
+            lines.append(heading(title))
+            lines.extend(body)
+
+    for index, dfk_dir in enumerate(dfk_dirs):
+        run_failed = [t for t in failed if t.run == index]
+        parsl_ids = [t.id for t in run_failed]
+        executor_ids = [i for t in run_failed for i in t.executor_ids]
+        log = dfk_dir / "parsl.log"
+        if log.is_file():
+            about = f"task {_ids(parsl_ids)}" if parsl_ids else ""
+            add(log, about, excerpt(log, task_pattern(parsl_ids), max_lines).lines)
+        wanted = task_pattern(executor_ids, executor=True)
+        about = f"executor tasks {_ids(executor_ids)}" if executor_ids else ""
+        found = executor_logs(dfk_dir)
+        for path in found["interchange"] + found["manager"]:
+            add(path, about, excerpt(path, wanted, max_lines).lines)
+        for path in found["worker"]:
+            if wanted is None:
+                continue
+            chosen = excerpt(path, wanted, max_lines)
+            if chosen.task_lines:  # only the worker logs that ran the failed tasks
+                add(path, about, chosen.lines)
+        app_failed = all(t.frames and t.frames[-1] for t in run_failed)
+        for path, code in submit_outputs(dfk_dir):
+            block_failed = (code not in (None, "0")) or not app_failed
+            if block_failed and path.stat().st_size:
+                add(path, f"exit code {code}" if code else "", tail_of(path, max_lines))
+    for task in failed:
+        for stream in (task.stdout, task.stderr):
+            if stream and os.path.isfile(stream):
+                add(Path(stream), f"task {task.id} {task.app}", tail_of(Path(stream), max_lines))
+    for path in extra:
+        if path.is_file():
+            add(path, "", excerpt(path, task_pattern(t.id for t in failed), max_lines).lines)
+    return lines
+
+
+def failure_report(item: pytest.Item, run: ParslTestRun, max_lines: int, keep: str) -> str:
+    """The whole report text for a failed Parsl test."""
+    tasks = run.tasks()
+    kept = "kept" if keep in ("failed", "all") else "removed after the test: --parsl-keep none"
+    extra: list[Path] = []
+    for result in item.ihook.pytest_parslflow_log_files(run_dir=run.run_dir):
+        extra.extend(Path(p) for p in result or ())
+    lines = task_summary(run, tasks, kept) + excerpts(run, tasks, max_lines, extra)
+    return "\n".join(lines) + "\n"
+
+
+def summary_data(run: ParslTestRun, kept: Path | None) -> dict[str, Any]:
+    """Plain figures for the session summary (they travel to xdist's controller)."""
+    tasks = run.tasks()
+    return {
+        "tasks": len(tasks),
+        "retried": sum(1 for t in tasks if t.tries > 1),
+        "memo": sum(1 for t in tasks if t.from_memo),
+        "failed": sum(1 for t in tasks if t.failed),
+        "kept": os.fspath(kept) if kept else None,
+    }

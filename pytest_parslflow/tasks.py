@@ -1,0 +1,327 @@
+"""Records of every task a test submitted, collected while the tasks run.
+
+Parsl deletes a finished task from ``dfk.tasks`` (``garbage_collect=True``) and
+resets ``fail_history`` on every retry, so the recorder follows each task as it
+goes: it wraps three of the DataFlowKernel's own methods on that one instance
+(state changes, launches, and the end of each try). Records are plain,
+immutable data, readable after the DFK is gone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sysconfig
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from parsl.dataflow.dflow import DataFlowKernel
+
+FAILED_STATES = frozenset({"failed", "dep_fail"})
+FINAL_STATES = frozenset({"exec_done", "memo_done", "failed", "dep_fail"})
+
+
+@dataclass(frozen=True)
+class ParslTask:
+    """One task of a test, as Parsl ran it.
+
+    ``tries`` counts how often its body was started (0 for ``dep_fail`` and
+    ``memo_done``); ``exceptions`` has one exception per failed try, not only
+    the last; ``executor_ids`` one executor task id per try (HTEX), ``depends_on``
+    the ids of the tasks it waited on, ``root`` for a ``dep_fail`` the failed
+    task that caused it.
+    """
+
+    id: int
+    run: int
+    app: str
+    state: str
+    tries: int
+    exceptions: tuple[BaseException, ...]
+    from_memo: bool
+    executor: str
+    executor_ids: tuple[Any, ...]
+    depends_on: tuple[int, ...]
+    root: int | None
+    submitted: datetime.datetime | None
+    returned: datetime.datetime | None
+    try_launched: tuple[datetime.datetime, ...]
+    stdout: str | None = None
+    stderr: str | None = None
+    #: per failed try, its traceback's frames outside Parsl and the standard library,
+    #: taken when the try ended (re-raising the exception later adds frames to it)
+    frames: tuple[tuple[traceback.FrameSummary, ...], ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.state in FAILED_STATES
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def duration(self) -> datetime.timedelta | None:
+        """From submission to the final state (``None`` while in flight)."""
+        if self.submitted is None or self.returned is None:
+            return None
+        return self.returned - self.submitted
+
+
+_LIBRARY_DIRS = (
+    *{sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]},
+    *(os.sep + name + os.sep for name in ("parsl", "pytest_parslflow", "typeguard")),
+)
+
+
+def user_frames(exc: BaseException) -> tuple[traceback.FrameSummary, ...]:
+    """The frames of ``exc``'s traceback in the user's code (remote frames included)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return tuple(f for f in frames if not any(d in f.filename for d in _LIBRARY_DIRS))
+
+
+def _std_path(spec: object) -> str | None:
+    """A bash app's stdout/stderr spec as a path: a str, a PathLike or a (path, mode) tuple."""
+    if isinstance(spec, tuple) and spec:
+        spec = spec[0]
+    if isinstance(spec, (str, os.PathLike)):
+        return os.fspath(spec)
+    return None
+
+
+@dataclass
+class _Tracking:
+    """The mutable state of one task while it runs (guarded by the recorder's lock)."""
+
+    id: int
+    app: str
+    executor: str
+    depends_on: tuple[int, ...]
+    submitted: datetime.datetime | None
+    state: str = "pending"
+    tries: int = 0
+    exceptions: list[BaseException] = field(default_factory=list)
+    frames: list[tuple[traceback.FrameSummary, ...]] = field(default_factory=list)
+    from_memo: bool = False
+    executor_ids: list[Any] = field(default_factory=list)
+    try_launched: list[datetime.datetime] = field(default_factory=list)
+    returned: datetime.datetime | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    future: Future[Any] | None = None
+
+
+def _dependency_ids(task_record: Any, dfk: DataFlowKernel) -> tuple[int, ...]:
+    ids = []
+    for dep in task_record.get("depends", ()):
+        record = getattr(dep, "task_record", None)
+        if record is not None and record.get("dfk") is dfk:
+            ids.append(record["id"])
+        elif getattr(dep, "tid", None) is not None:  # a DataFuture names its parent task
+            ids.append(dep.tid)
+    return tuple(ids)
+
+
+class TaskRecorder:
+    """Follows the tasks of one DataFlowKernel (run ``run`` of a test)."""
+
+    def __init__(self, dfk: DataFlowKernel, run: int) -> None:
+        self.dfk = dfk
+        self.run = run
+        self._lock = threading.Lock()
+        self._tasks: dict[int, _Tracking] = {}
+        self._wrap()
+
+    def _wrap(self) -> None:
+        dfk = self.dfk
+        # Parsl renamed update_task_state to _update_task_state in 2025.
+        state_name = (
+            "_update_task_state" if hasattr(dfk, "_update_task_state") else "update_task_state"
+        )
+        update_state: Callable[..., None] = getattr(dfk, state_name)
+        launch: Callable[..., Future[Any]] = dfk.launch_task
+        exec_update: Callable[..., None] = dfk.handle_exec_update
+
+        def state_changed(task_record: Any, new_state: Any) -> None:
+            update_state(task_record, new_state)
+            self._state(task_record, new_state.name)
+
+        def launched(task_record: Any) -> Future[Any]:
+            future = launch(task_record)
+            self._launched(task_record, future)
+            return future
+
+        def try_ended(task_record: Any, future: Future[Any]) -> None:
+            self._try_ended(task_record, future)
+            exec_update(task_record, future)
+
+        setattr(dfk, state_name, state_changed)
+        dfk.launch_task = launched  # type: ignore[method-assign]
+        dfk.handle_exec_update = try_ended  # type: ignore[method-assign]
+
+    def _state(self, task_record: Any, state: str) -> None:
+        with self._lock:
+            tracking = self._tasks.get(task_record["id"])
+            if tracking is None:
+                app_fu = task_record.get("app_fu")
+                tracking = _Tracking(
+                    id=task_record["id"],
+                    app=task_record.get("func_name", "?"),
+                    executor=task_record.get("executor", "?"),
+                    depends_on=_dependency_ids(task_record, self.dfk),
+                    submitted=task_record.get("time_invoked"),
+                    stdout=_std_path(getattr(app_fu, "stdout", None)),
+                    stderr=_std_path(getattr(app_fu, "stderr", None)),
+                    future=app_fu,
+                )
+                self._tasks[tracking.id] = tracking
+            tracking.state = state
+            if state in FINAL_STATES:
+                tracking.returned = task_record.get("time_returned") or datetime.datetime.now()
+
+    def _launched(self, task_record: Any, future: Future[Any]) -> None:
+        with self._lock:
+            tracking = self._tasks.get(task_record["id"])
+            if tracking is None:
+                return
+            if task_record.get("from_memo"):
+                tracking.from_memo = True
+                return
+            tracking.tries += 1
+            tracking.try_launched.append(
+                task_record.get("try_time_launched") or datetime.datetime.now()
+            )
+            executor_id = getattr(future, "parsl_executor_task_id", None)
+            if executor_id is not None:
+                tracking.executor_ids.append(executor_id)
+
+    def _try_ended(self, task_record: Any, future: Future[Any]) -> None:
+        from parsl.dataflow.errors import DependencyError
+
+        try:
+            self.dfk._unwrap_remote_exception_wrapper(future)
+        except DependencyError:
+            return
+        except BaseException as exc:
+            frames = user_frames(exc)
+            with self._lock:
+                tracking = self._tasks.get(task_record["id"])
+                if tracking is not None:
+                    tracking.exceptions.append(exc)
+                    tracking.frames.append(frames)
+
+    def snapshot(self) -> list[ParslTask]:
+        """Every task so far, in submission order, as immutable records."""
+        with self._lock:
+            tracked = sorted(self._tasks.values(), key=lambda t: t.id)
+            states = {t.id: t.state for t in tracked}
+            deps = {t.id: t.depends_on for t in tracked}
+
+            def root(task_id: int, seen: frozenset[int] = frozenset()) -> int | None:
+                for dep in deps.get(task_id, ()):
+                    if dep in seen:
+                        continue
+                    if states.get(dep) == "failed":
+                        return dep
+                    if states.get(dep) == "dep_fail":
+                        return root(dep, seen | {task_id})
+                return None
+
+            return [
+                ParslTask(
+                    id=t.id,
+                    run=self.run,
+                    app=t.app,
+                    state=t.state,
+                    tries=t.tries,
+                    exceptions=tuple(t.exceptions),
+                    from_memo=t.from_memo,
+                    executor=t.executor,
+                    executor_ids=tuple(t.executor_ids),
+                    depends_on=t.depends_on,
+                    root=root(t.id) if t.state == "dep_fail" else None,
+                    submitted=t.submitted,
+                    returned=t.returned,
+                    try_launched=tuple(t.try_launched),
+                    stdout=t.stdout,
+                    stderr=t.stderr,
+                    frames=tuple(t.frames),
+                )
+                for t in tracked
+            ]
+
+    def futures(self) -> list[Future[Any]]:
+        with self._lock:
+            return [t.future for t in self._tasks.values() if t.future is not None]
+
+
+class ParslTasks:
+    """The ``parsl_tasks`` fixture: records of every task the test submitted.
+
+    Holds the records of every DFK the test loaded, in submission order.
+    ``parsl_tasks[3]`` is task 3 of the current (latest) run.
+    """
+
+    def __init__(self, recorders: list[TaskRecorder]) -> None:
+        self._recorders = recorders
+
+    def _all(self) -> list[ParslTask]:
+        return [task for recorder in self._recorders for task in recorder.snapshot()]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[ParslTask]:
+        return iter(self._all())
+
+    def __getitem__(self, task_id: int) -> ParslTask:
+        if self._recorders:
+            for task in self._recorders[-1].snapshot():
+                if task.id == task_id:
+                    return task
+        raise KeyError(f"no task {task_id} in the current Parsl run of this test")
+
+    def __repr__(self) -> str:
+        tasks = self._all()
+        return f"<parsl_tasks: {len(tasks)} tasks: {state_counts(tasks) or 'none'}>"
+
+    @property
+    def failed(self) -> list[ParslTask]:
+        """Tasks whose final state is ``failed`` or ``dep_fail``."""
+        return [t for t in self._all() if t.failed]
+
+    @property
+    def succeeded(self) -> list[ParslTask]:
+        """Tasks whose final state is ``exec_done`` or ``memo_done``."""
+        return [t for t in self._all() if t.state in ("exec_done", "memo_done")]
+
+    @property
+    def memoized(self) -> list[ParslTask]:
+        """Tasks served from the app cache or a checkpoint."""
+        return [t for t in self._all() if t.from_memo]
+
+    def by_app(self, name: str) -> list[ParslTask]:
+        """Tasks of the app called ``name``."""
+        return [t for t in self._all() if t.app == name]
+
+    def wait(self, timeout: float | None = None) -> ParslTasks:
+        """Wait for every task submitted so far to reach a final state, failures included
+        (Parsl's lazy failure: nothing stops at the first failure). Returns ``self``."""
+        import concurrent.futures
+
+        for recorder in self._recorders:
+            concurrent.futures.wait(recorder.futures(), timeout=timeout)
+        return self
+
+
+def state_counts(tasks: list[ParslTask]) -> str:
+    """``"3 exec_done, 1 failed"``: counts per state, in order of first appearance."""
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.state] = counts.get(task.state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items())
