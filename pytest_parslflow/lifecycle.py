@@ -76,8 +76,8 @@ class ParslTestRun:
 TEST_RUN = pytest.StashKey[ParslTestRun]()
 #: whether any phase of the test failed, for the keep policy
 PHASE_FAILED = pytest.StashKey[bool]()
-#: whether the test's failure report was attached (to its first failing phase)
-REPORTED = pytest.StashKey[bool]()
+#: the test's failure report, made at its first failing phase
+REPORT = pytest.StashKey[str]()
 
 
 def run_base_name(item: pytest.Item) -> str:

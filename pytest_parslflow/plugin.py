@@ -22,7 +22,7 @@ from pytest_parslflow.fixtures import (
 from pytest_parslflow.lifecycle import (
     PARSL_FIXTURES,
     PHASE_FAILED,
-    REPORTED,
+    REPORT,
     TEST_RUN,
     cleanup_dfk,
     item_settings,
@@ -104,7 +104,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if TEST_RUN in item.stash:
         del item.stash[TEST_RUN]
     item.stash[PHASE_FAILED] = False
-    item.stash[REPORTED] = False
+    item.stash[REPORT] = ""
     if not uses_parsl(item):
         return
     try:
@@ -150,11 +150,14 @@ def pytest_runtest_makereport(
     if run is None:
         return report
     options = options_of(item.config)
-    if report.failed and not item.stash.get(REPORTED, False):
-        item.stash[REPORTED] = True
-        text = failure_report(item, run, options.log_lines, options.keep)
+    text = item.stash.get(REPORT, "")
+    if report.failed and not text:
+        text = item.stash[REPORT] = failure_report(item, run, options.log_lines, options.keep)
         report.sections.append((SECTION, text))
     if report.when == "teardown":
+        # JUnit XML writes captured output from the teardown report
+        if text and (SECTION, text) not in report.sections:
+            report.sections.append((SECTION, text))
         keep = keep_run_dir(options.keep, item.stash.get(PHASE_FAILED, False))
         if not keep:
             remove_run_base(run.base)

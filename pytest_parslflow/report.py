@@ -36,7 +36,9 @@ _WIDTH = 78
 
 
 def heading(title: str) -> str:
-    return f" {title} ".center(_WIDTH, "-")
+    text = f" {title} "
+    pad = max(_WIDTH - len(text), 6)
+    return "-" * (pad // 2) + text + "-" * (pad - pad // 2)
 
 
 def _where(frames: tuple[traceback.FrameSummary, ...]) -> str:

@@ -201,19 +201,24 @@ class TaskRecorder:
                 tracking.executor_ids.append(executor_id)
 
     def _try_ended(self, task_record: Any, future: Future[Any]) -> None:
+        from parsl.app.errors import RemoteExceptionWrapper
         from parsl.dataflow.errors import DependencyError
 
-        try:
-            self.dfk._unwrap_remote_exception_wrapper(future)
-        except DependencyError:
+        # Read without raising: raising would add this frame to the exception that the
+        # test later sees.
+        exc = future.exception()
+        if exc is None:
+            result = future.result()
+            if isinstance(result, RemoteExceptionWrapper):
+                exc = result.get_exception()
+        if exc is None or isinstance(exc, DependencyError):
             return
-        except BaseException as exc:
-            frames = user_frames(exc)
-            with self._lock:
-                tracking = self._tasks.get(task_record["id"])
-                if tracking is not None:
-                    tracking.exceptions.append(exc)
-                    tracking.frames.append(frames)
+        frames = user_frames(exc)
+        with self._lock:
+            tracking = self._tasks.get(task_record["id"])
+            if tracking is not None:
+                tracking.exceptions.append(exc)
+                tracking.frames.append(frames)
 
     def snapshot(self) -> list[ParslTask]:
         """Every task so far, in submission order, as immutable records."""
