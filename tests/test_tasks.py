@@ -1,0 +1,149 @@
+"""parsl_tasks records every task; parsl_restart resumes from checkpoints; lazy failure."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FLAKY_APP
+
+
+def test_records_of_retries_failures_and_dependencies(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    pytester.makepyfile(
+        FLAKY_APP
+        + """
+import pytest
+from parsl import python_app
+
+@python_app
+def after(x):
+    return x
+
+@pytest.mark.parsl(retries=2)
+def test_two_failed_tries_then_success(tmp_path, parsl_tasks):
+    assert flaky(str(tmp_path / "n"), 2).result() == 3
+    (task,) = parsl_tasks
+    assert (task.id, task.run, task.app, task.state) == (0, 0, "flaky", "exec_done")
+    assert task.tries == 3
+    assert [str(e) for e in task.exceptions] == ["transient failure 1", "transient failure 2"]
+    assert all(isinstance(e, ValueError) for e in task.exceptions)
+    assert task.executor == "threads" and not task.from_memo
+    assert task.duration is not None and parsl_tasks[0] == task
+
+@pytest.mark.parsl(retries=1)
+def test_retries_run_out(tmp_path, parsl_tasks):
+    future = after(flaky(str(tmp_path / "n"), 2))
+    future.exception()
+    assert len(parsl_tasks) == 2
+    assert [t.state for t in parsl_tasks] == ["failed", "dep_fail"]
+    failed, dependent = parsl_tasks
+    assert failed.tries == 2 and len(failed.exceptions) == 2
+    assert dependent.tries == 0 and dependent.exceptions == ()
+    assert dependent.depends_on == (0,) and dependent.root == 0
+    assert parsl_tasks.failed == [failed, dependent]
+    assert parsl_tasks.by_app("after") == [dependent]
+    with pytest.raises(KeyError, match="no task 7"):
+        parsl_tasks[7]
+"""
+    )
+    run_parslflow("-v").assert_outcomes(passed=2)
+
+
+def test_lazy_failure_and_memoization(pytester: pytest.Pytester, run_parslflow) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+from parsl import python_app
+
+@python_app
+def measure(i):
+    if i in (2, 5, 7):
+        raise RuntimeError(f"sensor {i} offline")
+    return i * 10
+
+@python_app(cache=True)
+def calibrate(x):
+    return x + 1
+
+@pytest.mark.parsl
+def test_one_branch_fails_the_rest_completes(parsl_tasks):
+    for i in range(10):
+        measure(i)
+    parsl_tasks.wait()
+    assert len(parsl_tasks.succeeded) == 7
+    assert sorted(t.id for t in parsl_tasks.failed) == [2, 5, 7]
+    assert {str(t.exceptions[0]) for t in parsl_tasks.failed} == {
+        "sensor 2 offline", "sensor 5 offline", "sensor 7 offline"}
+
+@pytest.mark.parsl(app_cache=True)
+def test_memoized(parsl_tasks):
+    assert calibrate(1).result() == 2
+    assert calibrate(1).result() == 2
+    first, second = parsl_tasks
+    assert (first.state, first.from_memo, first.tries) == ("exec_done", False, 1)
+    assert (second.state, second.from_memo, second.tries) == ("memo_done", True, 0)
+    assert parsl_tasks.memoized == [second]
+"""
+    )
+    run_parslflow("-v").assert_outcomes(passed=2)
+
+
+RESTART = """
+import pathlib
+import parsl
+import pytest
+from parsl import python_app
+
+@python_app(cache=True)
+def simulate(side_effects, step):
+    with open(side_effects, "a") as f:
+        f.write(f"{step}\\n")
+    return step * step
+
+@pytest.mark.parsl(checkpoint=MODE)
+def test_restart_reruns_nothing(tmp_path, parsl_dfk, parsl_restart, parsl_tasks, parsl_run_dir):
+    side = tmp_path / "ran.txt"
+    assert [simulate(str(side), s).result() for s in range(3)] == [0, 1, 4]
+    if MODE == "manual":
+        parsl_restart.checkpoint()
+    new_dfk = parsl_restart()
+    assert new_dfk is parsl.dfk() and new_dfk is not parsl_dfk
+    assert new_dfk.run_dir == str(parsl_run_dir / "001")
+    assert [simulate(str(side), s).result() for s in range(3)] == [0, 1, 4]
+    assert side.read_text().splitlines() == ["0", "1", "2"]  # no body ran twice
+    second_run = [t for t in parsl_tasks if t.run == 1]
+    assert [t.state for t in second_run] == ["memo_done"] * 3
+    assert all(t.from_memo and t.tries == 0 for t in second_run)
+    assert len(parsl_tasks) == 6 and parsl_tasks[0].run == 1
+"""
+
+
+@pytest.mark.parametrize("mode", ["task_exit", "periodic", "dfk_exit", "manual"])
+def test_restart_reuses_checkpoints(pytester: pytest.Pytester, run_parslflow, mode: str) -> None:
+    source = RESTART.replace(
+        "checkpoint=MODE",
+        f"checkpoint={mode!r}" + (", checkpoint_period='00:00:01'" if mode == "periodic" else ""),
+    ).replace("MODE ==", f"{mode!r} ==")
+    pytester.makepyfile(source)
+    run_parslflow("-v").assert_outcomes(passed=1)
+
+
+def test_restart_without_checkpoints_is_a_clear_error(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.parsl
+def test_restart(parsl_restart):
+    parsl_restart()
+"""
+    )
+    result = run_parslflow()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ParslRestartError: test_restart_without_checkpoints_is_a_clear_error.py::test_restart: parsl_restart: this test's DFK has no checkpoint mode*checkpoint='task_exit'*"
+        ]
+    )
