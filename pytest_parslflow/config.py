@@ -168,6 +168,12 @@ def apply_settings(config: Config, settings: ParslSettings, run_dir: Path, built
     if _config_takes_checkpoints():
         for name, value in memo.items():
             setattr(config, name, value)
+        if config.checkpoint_mode is not None and config.checkpoint_files is None:
+            # These releases look for earlier checkpoints in the new run's own folder
+            # (runinfo/001) rather than in run_dir, so a restart would reuse none.
+            from parsl.utils import get_all_checkpoints
+
+            config.checkpoint_files = get_all_checkpoints(os.fspath(run_dir))
         return
     from parsl.dataflow.memoization import BasicMemoizer
 

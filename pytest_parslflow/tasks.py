@@ -101,8 +101,8 @@ class _Tracking:
     id: int
     app: str
     executor: str
-    depends_on: tuple[int, ...]
     submitted: datetime.datetime | None
+    depends_on: tuple[int, ...] = ()
     state: str = "pending"
     tries: int = 0
     exceptions: list[BaseException] = field(default_factory=list)
@@ -168,18 +168,22 @@ class TaskRecorder:
         with self._lock:
             tracking = self._tasks.get(task_record["id"])
             if tracking is None:
-                app_fu = task_record.get("app_fu")
                 tracking = _Tracking(
                     id=task_record["id"],
                     app=task_record.get("func_name", "?"),
                     executor=task_record.get("executor", "?"),
-                    depends_on=_dependency_ids(task_record, self.dfk),
                     submitted=task_record.get("time_invoked"),
-                    stdout=_std_path(getattr(app_fu, "stdout", None)),
-                    stderr=_std_path(getattr(app_fu, "stderr", None)),
-                    future=app_fu,
                 )
                 self._tasks[tracking.id] = tracking
+            if tracking.future is None:
+                # Parsl before 2025.4 records a first state before the AppFuture and the
+                # dependencies exist, so they are picked up at a later change.
+                app_fu = task_record.get("app_fu")
+                if app_fu is not None:
+                    tracking.future = app_fu
+                    tracking.depends_on = _dependency_ids(task_record, self.dfk)
+                    tracking.stdout = _std_path(getattr(app_fu, "stdout", None))
+                    tracking.stderr = _std_path(getattr(app_fu, "stderr", None))
             tracking.state = state
             if state in FINAL_STATES:
                 tracking.returned = task_record.get("time_returned") or datetime.datetime.now()
