@@ -156,6 +156,10 @@ def apply_settings(config: Config, settings: ParslSettings, run_dir: Path, built
         config.retries = settings.retries
     if wanted("retry_handler"):
         config.retry_handler = settings.retry_handler
+    if wanted("monitoring") and settings.monitoring and config.monitoring is None:
+        from pytest_parslflow.monitoring import make_hub
+
+        config.monitoring = make_hub()
     memo: dict[str, Any] = {}
     if wanted("checkpoint"):
         memo["checkpoint_mode"] = settings.checkpoint
@@ -163,17 +167,18 @@ def apply_settings(config: Config, settings: ParslSettings, run_dir: Path, built
         memo["checkpoint_period"] = settings.checkpoint_period
     if wanted("app_cache"):
         memo["app_cache"] = settings.app_cache
-    if not memo:
-        return
     if _config_takes_checkpoints():
+        older: Any = config  # the attributes below exist in Parsl before 2025.4 only
         for name, value in memo.items():
-            setattr(config, name, value)
-        if config.checkpoint_mode is not None and config.checkpoint_files is None:
+            setattr(older, name, value)
+        if older.checkpoint_mode is not None and older.checkpoint_files is None:
             # These releases look for earlier checkpoints in the new run's own folder
             # (runinfo/001) rather than in run_dir, so a restart would reuse none.
             from parsl.utils import get_all_checkpoints
 
-            config.checkpoint_files = get_all_checkpoints(os.fspath(run_dir))
+            older.checkpoint_files = get_all_checkpoints(os.fspath(run_dir))
+        return
+    if not memo:
         return
     from parsl.dataflow.memoization import BasicMemoizer
 

@@ -1,5 +1,5 @@
 """The fixtures a Parsl test uses: ``parsl_run_dir``, ``parsl_config``, ``parsl_dfk``,
-``parsl_tasks`` and ``parsl_restart``."""
+``parsl_tasks``, ``parsl_restart``, ``parsl_faults`` and ``parsl_monitoring``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_parslflow.config import ConfigFileError, make_config
+from pytest_parslflow.faults import ParslFaults
 from pytest_parslflow.lifecycle import (
     TEST_RUN,
     ParslRestart,
@@ -18,6 +19,7 @@ from pytest_parslflow.lifecycle import (
     load_problem,
     run_base_name,
 )
+from pytest_parslflow.monitoring import ParslMonitoring
 from pytest_parslflow.settings import MARKER, SettingsError
 from pytest_parslflow.tasks import ParslTasks
 
@@ -96,6 +98,24 @@ def parsl_restart(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> 
     """Clean up the current DFK and load a fresh one with the same settings and run
     directory, reusing its checkpoints; returns the new DFK."""
     return ParslRestart(_test_run(request), request.node.nodeid)
+
+
+@pytest.fixture
+def parsl_faults(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslFaults:
+    """Copies of apps that fail, or lose their worker, on chosen tries."""
+    return ParslFaults(_test_run(request).run_dir)
+
+
+@pytest.fixture
+def parsl_monitoring(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslMonitoring:
+    """Read access to this test's monitoring database (``monitoring=True`` only)."""
+    run = _test_run(request)
+    if run.dfk is None or run.dfk.monitoring is None:
+        pytest.fail(
+            f"{request.node.nodeid}: parsl_monitoring needs @pytest.mark.parsl(monitoring=True)",
+            pytrace=False,
+        )
+    return ParslMonitoring(run)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_parslflow.config import ConfigFileError, apply_settings
+from pytest_parslflow.monitoring import MonitoringUnavailable
 from pytest_parslflow.options import options_of
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
@@ -124,7 +125,15 @@ SETTINGS = pytest.StashKey[ParslSettings]()
 
 #: asking for any of these makes a test a Parsl test (parsl_run_dir alone does not load)
 PARSL_FIXTURES = frozenset(
-    {"parsl_dfk", "parsl_config", "parsl_run_dir", "parsl_tasks", "parsl_restart"}
+    {
+        "parsl_dfk",
+        "parsl_config",
+        "parsl_run_dir",
+        "parsl_tasks",
+        "parsl_restart",
+        "parsl_faults",
+        "parsl_monitoring",
+    }
 )
 
 
@@ -179,8 +188,6 @@ def quiet_parsl_in_captured_logs(config: pytest.Config) -> None:
 
 
 def not_available(settings: ParslSettings) -> str:
-    if settings.monitoring:
-        return "parsl marker argument monitoring=True: monitoring is not available in this version"
     if settings.scope != "function":
         return (
             f"parsl marker argument scope={settings.scope!r}: only scope='function' (a DFK per "
@@ -196,7 +203,7 @@ def load_problem(run: ParslTestRun, config: Config, builtin: bool) -> str:
         return problem
     try:
         apply_settings(config, run.settings, run.run_dir, builtin)
-    except ConfigFileError as exc:
+    except (ConfigFileError, MonitoringUnavailable) as exc:
         return str(exc)
     other = loaded_dfk()
     if other is not None:

@@ -25,6 +25,7 @@ from pytest_parslflow.logs import (
     tail_of,
     task_pattern,
 )
+from pytest_parslflow.monitoring import monitoring_view
 from pytest_parslflow.tasks import ParslTask, state_counts
 
 SECTION = "Captured stdout parsl"
@@ -165,7 +166,12 @@ def failure_report(item: pytest.Item, run: ParslTestRun, max_lines: int, keep: s
     extra: list[Path] = []
     for result in item.ihook.pytest_parslflow_log_files(run_dir=run.run_dir):
         extra.extend(Path(p) for p in result or ())
-    lines = task_summary(run, tasks, kept) + excerpts(run, tasks, max_lines, extra)
+    failed = [(t.run, t.id) for t in tasks if t.failed]
+    lines = task_summary(run, tasks, kept)
+    seen = monitoring_view(run, failed)
+    if seen:
+        lines += [heading(f"parsl: monitoring.db ({len(failed)} failed tasks)"), *seen]
+    lines += excerpts(run, tasks, max_lines, extra)
     return "\n".join(lines) + "\n"
 
 
