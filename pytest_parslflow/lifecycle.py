@@ -5,6 +5,7 @@ Parsl is imported here only inside functions.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import sys
@@ -163,28 +164,27 @@ def item_settings(item: pytest.Item) -> ParslSettings:
     raise SettingsError(message)
 
 
-class QuietParslRecords:
-    """A logging filter: Parsl's DEBUG/INFO chatter stays out of pytest's captured logs.
+class QuietParslRecords(logging.Filter):
+    """Keeps Parsl's records out of pytest's "Captured log" sections.
 
-    Parsl's own ``parsl.log`` in the run directory still has every line; what a
-    failure needs from it reaches the report through the excerpts.
+    Every one of them is in the run's ``parsl.log``, and the failure report shows
+    the lines of it that matter (the failed tasks', warnings and errors, with the
+    tracebacks once). Critical records still pass. The ``caplog`` fixture is left
+    alone, so a test can still assert on Parsl's records.
     """
 
-    def filter(self, record: object) -> bool:
-        name: str = getattr(record, "name", "")
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
         if name != "parsl" and not name.startswith("parsl."):
             return True
-        return bool(getattr(record, "levelno", 0) >= 30)
+        return record.levelno >= logging.CRITICAL
 
 
 def quiet_parsl_in_captured_logs(config: pytest.Config) -> None:
     logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
-    if logging_plugin is None:
-        return
-    for name in ("caplog_handler", "report_handler"):
-        handler = getattr(logging_plugin, name, None)
-        if handler is not None:
-            handler.addFilter(QuietParslRecords())
+    handler = getattr(logging_plugin, "report_handler", None)
+    if handler is not None:
+        handler.addFilter(QuietParslRecords())
 
 
 def not_available(settings: ParslSettings) -> str:
