@@ -167,14 +167,14 @@ def test_timeout_is_enforced_by_pytest_timeout(pytester: pytest.Pytester, run_pa
 import time
 import pytest
 
-@pytest.mark.parsl(timeout=1)
+@pytest.mark.parsl(timeout=4)
 def test_slow():
-    time.sleep(30)
+    time.sleep(60)
 """
     )
     result = run_parslflow()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*Timeout*1.0*"])
+    result.stdout.fnmatch_lines(["*Timeout (>4.0s) from pytest-timeout*"])
 
 
 def test_strict_markers_pass(pytester: pytest.Pytester, run_parslflow) -> None:

@@ -130,4 +130,8 @@ def test_flaky_twice(parsl_run_dir):
     assert len(set(dirs)) == 3
     assert all((Path(d) / "000" / "parsl.log").is_file() for d in dirs)
     names = [Path(d).parent.name for d in dirs]
-    assert names == ["test_flaky_twice0", "test_flaky_twice_attempt2_0", "test_flaky_twice_attempt3_0"]
+    assert names == [
+        "test_flaky_twice0",
+        "test_flaky_twice_attempt2_0",
+        "test_flaky_twice_attempt3_0",
+    ]
