@@ -15,6 +15,9 @@ from pathlib import Path
 
 _CHUNK = 4 << 20
 _LEVELS = rb"\b(?:WARNING|ERROR|CRITICAL)\b"
+# a wanted task's line that tells what happened to it: a try launched, failed, retried,
+# lost; such lines are chosen before its routine state changes
+_KEY_EVENT = re.compile(rb"(?i)launched|fail|exception|retr|lost|cancel|timeout|killed")
 _TAIL = 5
 
 #: a chosen line: its number (from 0) and its bytes
@@ -71,18 +74,20 @@ def _last_lines(block: bytes, n: int) -> list[bytes]:
 
 def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL) -> Excerpt:
     """The lines of ``path`` that match ``wanted``, WARNING/ERROR/CRITICAL lines and the
-    last ``tail`` lines, at most ``max_lines`` in all (task lines first, then levels,
-    then the tail; the first and last of each kind where there are too many)."""
+    last ``tail`` lines, at most ``max_lines`` in all.
+
+    The wanted lines come first: those telling of tries and failures, then routine ones,
+    DEBUG ones only with room to spare. Warnings/errors and the tail always get a share.
+    Of a kind with too many lines the first and the last are kept."""
     parts = [rb"(?P<task>" + wanted + rb")"] if wanted else []
     parts.append(rb"(?P<level>" + _LEVELS + rb")")
     pattern = re.compile(b"|".join(parts))
     half = max(1, max_lines // 2)
-    kinds: dict[
-        str, tuple[list[tuple[int, bytes]], collections.deque[tuple[int, bytes]], list[int]]
-    ]
-    # per kind: the first `half` hits, the last `half` hits, and a total count
-    kinds = {k: ([], collections.deque(maxlen=half), [0]) for k in ("task", "level")}
-    last: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=tail)
+    # per kind: the first `half` hits and the last `half` hits
+    kinds: dict[str, tuple[list[_Hit], collections.deque[_Hit]]]
+    kinds = {k: ([], collections.deque(maxlen=half)) for k in ("key", "task", "debug", "level")}
+    task_lines = 0
+    last: collections.deque[_Hit] = collections.deque(maxlen=tail)
     total = 0
     with path.open("rb") as handle:
         carry = b""
@@ -90,27 +95,31 @@ def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL)
             chunk = handle.read(_CHUNK)
             data = carry + chunk
             if not chunk:
-                if data:
-                    data += b"\n"
-                else:
+                if not data:
                     break
+                data += b"\n"
             cut = data.rfind(b"\n") + 1
             block, carry = data[:cut], data[cut:]
-            seen_line = -1
+            # a cursor, so that line numbers cost one pass over the block in all
+            cursor, number = 0, total
             for match in pattern.finditer(block):
                 start = block.rfind(b"\n", 0, match.start()) + 1
-                if start == seen_line:
-                    continue
-                seen_line = start
+                if start < cursor:
+                    continue  # a second match on a line already taken
+                number += block.count(b"\n", cursor, start)
                 end = block.find(b"\n", match.end())
-                number = total + block.count(b"\n", 0, start)
-                kind = "task" if wanted and match.group("task") else "level"
-                first, latest, count = kinds[kind]
-                count[0] += 1
-                if len(first) < half:
-                    first.append((number, block[start:end]))
+                text = block[start:end]
+                cursor = end
+                if wanted and match.group("task"):
+                    task_lines += 1
+                    if _KEY_EVENT.search(text):
+                        kind = "key"
+                    else:
+                        kind = "debug" if b" DEBUG" in text[:160] else "task"
                 else:
-                    latest.append((number, block[start:end]))
+                    kind = "level"
+                first, latest = kinds[kind]
+                (first if len(first) < half else latest).append((number, text))
             lines_here = block.count(b"\n")
             block_end = _last_lines(block, tail)
             for offset, text in enumerate(block_end, start=total + lines_here - len(block_end)):
@@ -118,24 +127,24 @@ def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL)
             total += lines_here
             if not chunk:
                 break
-    hits = {kind: [*first, *latest] for kind, (first, latest, _) in kinds.items()}
-    ending = list(last)
-    # The failed tasks' lines come first, but warnings/errors and the tail always get a
-    # share; a share one kind leaves unused goes to the others.
-    take_tail = min(len(ending), max_lines // 4)
-    take_level = min(len(hits["level"]), max_lines // 4)
-    take_task = min(len(hits["task"]), max_lines - take_tail - take_level)
-    spare = max_lines - take_task - take_level - take_tail
-    extra = min(spare, len(hits["level"]) - take_level)
-    take_level, spare = take_level + extra, spare - extra
-    take_tail += min(spare, len(ending) - take_tail)
+    found: dict[str, list[_Hit]] = {k: [*first, *latest] for k, (first, latest) in kinds.items()}
+    found["tail"] = list(last)
+    take = dict.fromkeys(found, 0)
+    take["tail"] = min(len(found["tail"]), max_lines // 4)
+    take["level"] = min(len(found["level"]), max_lines // 4)
+    room = max_lines - take["tail"] - take["level"]
+    for kind in ("key", "task", "debug", "level", "tail"):
+        more = min(room, len(found[kind]) - take[kind])
+        take[kind] += more
+        room -= more
     chosen: dict[int, bytes] = {}
-    for found, take in ((hits["task"], take_task), (hits["level"], take_level)):
-        head = (take + 1) // 2
-        picked = found[:head] + (found[len(found) - (take - head) :] if take > head else [])
-        chosen.update(picked)
-    if take_tail:
-        chosen.update(ending[len(ending) - take_tail :])
+    for kind, hits in found.items():
+        if kind == "tail":
+            chosen.update(hits[len(hits) - take[kind] :] if take[kind] else [])
+            continue
+        head = (take[kind] + 1) // 2
+        rest = take[kind] - head
+        chosen.update(hits[:head] + (hits[len(hits) - rest :] if rest else []))
     lines: list[str] = []
     previous = -1
     for number in sorted(chosen):
@@ -145,7 +154,7 @@ def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL)
         previous = number
     if total - 1 > previous:
         lines.append(f"[... {total - 1 - previous} lines ...]")
-    return Excerpt(path, tuple(lines), kinds["task"][2][0])
+    return Excerpt(path, tuple(lines), task_lines)
 
 
 def tail_of(path: Path, lines: int) -> tuple[str, ...]:
