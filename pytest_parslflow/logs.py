@@ -1,12 +1,13 @@
 """Finding a run's log files and choosing the lines of each that explain a failure.
 
-Files are scanned in large binary chunks with one compiled pattern, so a
-100 MB ``parsl.log`` costs a fraction of a second and memory stays bounded:
-only the chosen lines (at most ``max_lines`` of each kind) are kept.
+Files are scanned in large binary chunks, with patterns that begin with plain text
+so the regex engine can skip between candidates: a 100 MB ``parsl.log`` costs a
+fraction of a second, and memory stays bounded (only candidate lines are kept).
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import re
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _CHUNK = 4 << 20
-_LEVELS = rb"\b(?:WARNING|ERROR|CRITICAL)\b"
+# plain words, the fastest search; the word boundaries are checked by hand
+_LEVEL_PATTERNS = tuple(re.compile(word) for word in (b"WARNING", b"ERROR", b"CRITICAL"))
 # a wanted task's line that tells what happened to it: a try launched, failed, retried,
 # lost; such lines are chosen before its routine state changes
 _KEY_EVENT = re.compile(rb"(?i)launched|fail|exception|retr|lost|cancel|timeout|killed")
@@ -36,12 +38,15 @@ class Excerpt:
 
 def task_pattern(ids: Iterable[object], executor: bool = False) -> bytes | None:
     """A pattern for lines naming any of ``ids``: ``task 3``, ``Task 3``, ``executor task 3``,
-    and, in executor logs, id lists such as ``tasks: [4, 6]``."""
+    and, in executor logs, id lists such as ``tasks: [4, 6]``.
+
+    It begins at the ``ask`` of ``task``: :func:`excerpt` checks the ``t``/``T`` before it.
+    """
     alternatives = "|".join(sorted({re.escape(str(i)) for i in ids}))
     if not alternatives:
         return None
-    listed = r"\[?(?:[\w'-]+,\s)*" if executor else ""
-    return rf"(?i:\btasks?):?\s{listed}(?:{alternatives})\b".encode()
+    listed = r"\[?(?:[\w'-]+,[ \t])*" if executor else ""
+    return rf"asks?:?[ \t]{listed}(?:{alternatives})\b".encode()
 
 
 # Parsl's own log format (parsl.log_utils.DEFAULT_FORMAT) starts each line with the epoch,
@@ -61,27 +66,107 @@ def _decode(line: bytes) -> str:
     return text
 
 
-def _last_lines(block: bytes, n: int) -> list[bytes]:
-    """The last ``n`` lines of ``block``, which ends with a newline."""
+def _word_byte(data: bytes, index: int) -> bool:
+    """Whether ``data[index]`` is a letter, digit or underscore (False before the start)."""
+    if index < 0:
+        return False
+    byte = data[index]
+    return byte == 95 or 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122
+
+
+def _last_lines(data: bytes, end: int, n: int) -> list[bytes]:
+    """The last ``n`` lines of ``data[:end]``, which ends with a newline."""
     lines: list[bytes] = []
-    end = len(block) - 1
-    while len(lines) < n and end >= 0:
-        start = block.rfind(b"\n", 0, end) + 1
-        lines.append(block[start:end])
-        end = start - 1
+    stop = end - 1
+    while len(lines) < n and stop >= 0:
+        start = data.rfind(b"\n", 0, stop) + 1
+        lines.append(data[start:stop])
+        stop = start - 1
     return lines[::-1]
 
 
+def _hit_starts(data: bytes, end: int, wanted: re.Pattern[bytes] | None) -> dict[int, str]:
+    """The start of each candidate line in ``data[:end]``: "task" or "level"."""
+    starts: dict[int, str] = {}
+    if wanted is not None:
+        for match in wanted.finditer(data, 0, end):
+            at = match.start()
+            if at == 0 or data[at - 1] not in b"tT" or _word_byte(data, at - 2):
+                continue
+            starts.setdefault(data.rfind(b"\n", 0, at) + 1, "task")
+    for level in _LEVEL_PATTERNS:
+        for match in level.finditer(data, 0, end):
+            if not _word_byte(data, match.start() - 1) and not _word_byte(data, match.end()):
+                starts.setdefault(data.rfind(b"\n", 0, match.start()) + 1, "level")
+    return starts
+
+
+def _ranked(found: dict[str, list[_Hit]], max_lines: int) -> list[_Hit]:
+    """Candidate lines, most wanted first. Of each kind the first and the last lines come
+    before its middle; warnings/errors and the tail get a share ahead of routine lines."""
+
+    def ends_first(hits: list[_Hit]) -> list[_Hit]:
+        order = []
+        low, high = 0, len(hits) - 1
+        while low <= high:
+            order.append(hits[low])
+            if high != low:
+                order.append(hits[high])
+            low, high = low + 1, high - 1
+        return order
+
+    share = max(1, max_lines // 4)
+    level, tail = ends_first(found["level"]), found["tail"][::-1]
+    return [
+        *ends_first(found["key"]),
+        *level[:share],
+        *tail[:share],
+        *ends_first(found["task"]),
+        *ends_first(found["debug"]),
+        *level[share:],
+        *tail[share:],
+    ]
+
+
+def _select(ranked: list[_Hit], total: int, max_lines: int) -> dict[int, bytes]:
+    """Take lines in rank order while the excerpt, ``[... N lines ...]`` markers included,
+    stays within ``max_lines``."""
+    chosen: dict[int, bytes] = {}
+    numbers: list[int] = []
+    shown = 1 if total else 0  # one marker for the whole skipped file
+
+    def gap(low: int, high: int) -> int:
+        return 1 if high - low > 1 else 0
+
+    for number, text in ranked:
+        if number in chosen:
+            continue
+        at = bisect.bisect(numbers, number)
+        before = numbers[at - 1] if at else -1
+        after = numbers[at] if at < len(numbers) else total
+        cost = 1 + gap(before, number) + gap(number, after) - gap(before, after)
+        if shown + cost > max_lines:
+            continue
+        numbers.insert(at, number)
+        chosen[number] = text
+        shown += cost
+    return chosen
+
+
+def _skipped(count: int) -> str:
+    return f"[... {count} line{'s' if count != 1 else ''} ...]"
+
+
 def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL) -> Excerpt:
-    """The lines of ``path`` that match ``wanted``, WARNING/ERROR/CRITICAL lines and the
-    last ``tail`` lines, at most ``max_lines`` in all.
+    """At most ``max_lines`` lines of ``path`` (``[... N lines ...]`` markers included):
+    the lines that match ``wanted`` (a :func:`task_pattern`), WARNING/ERROR/CRITICAL lines
+    and the last ``tail`` lines.
 
     The wanted lines come first: those telling of tries and failures, then routine ones,
     DEBUG ones only with room to spare. Warnings/errors and the tail always get a share.
-    Of a kind with too many lines the first and the last are kept."""
-    parts = [rb"(?P<task>" + wanted + rb")"] if wanted else []
-    parts.append(rb"(?P<level>" + _LEVELS + rb")")
-    pattern = re.compile(b"|".join(parts))
+    Of a kind with too many lines the first and the last are kept.
+    """
+    task_re = re.compile(wanted) if wanted else None
     half = max(1, max_lines // 2)
     # per kind: the first `half` hits and the last `half` hits
     kinds: dict[str, tuple[list[_Hit], collections.deque[_Hit]]]
@@ -90,70 +175,51 @@ def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL)
     last: collections.deque[_Hit] = collections.deque(maxlen=tail)
     total = 0
     with path.open("rb") as handle:
-        carry = b""
         while True:
-            chunk = handle.read(_CHUNK)
-            data = carry + chunk
-            if not chunk:
-                if not data:
-                    break
-                data += b"\n"
+            data = handle.read(_CHUNK)
+            if not data:
+                break
             cut = data.rfind(b"\n") + 1
-            block, carry = data[:cut], data[cut:]
-            # a cursor, so that line numbers cost one pass over the block in all
+            if len(data) < _CHUNK:  # the end of the file
+                if not data.endswith(b"\n"):
+                    data += b"\n"
+                cut = len(data)
+            elif cut == 0:  # a line longer than a chunk: take it in pieces
+                cut = len(data)
+            else:
+                # read the unfinished last line again with the next chunk, rather than
+                # gluing chunks together (a copy of every chunk)
+                handle.seek(cut - len(data), 1)
             cursor, number = 0, total
-            for match in pattern.finditer(block):
-                start = block.rfind(b"\n", 0, match.start()) + 1
-                if start < cursor:
-                    continue  # a second match on a line already taken
-                number += block.count(b"\n", cursor, start)
-                end = block.find(b"\n", match.end())
-                text = block[start:end]
-                cursor = end
-                if wanted and match.group("task"):
+            for start, kind in sorted(_hit_starts(data, cut, task_re).items()):
+                number += data.count(b"\n", cursor, start)
+                cursor = start
+                text = data[start : data.find(b"\n", start)]
+                if kind == "task":
                     task_lines += 1
                     if _KEY_EVENT.search(text):
                         kind = "key"
-                    else:
-                        kind = "debug" if b" DEBUG" in text[:160] else "task"
-                else:
-                    kind = "level"
+                    elif b" DEBUG" in text[:160]:
+                        kind = "debug"
                 first, latest = kinds[kind]
                 (first if len(first) < half else latest).append((number, text))
-            lines_here = block.count(b"\n")
-            block_end = _last_lines(block, tail)
-            for offset, text in enumerate(block_end, start=total + lines_here - len(block_end)):
+            lines_here = data.count(b"\n", 0, cut)
+            ending = _last_lines(data, cut, tail)
+            for offset, text in enumerate(ending, start=total + lines_here - len(ending)):
                 last.append((offset, text))
             total += lines_here
-            if not chunk:
-                break
     found: dict[str, list[_Hit]] = {k: [*first, *latest] for k, (first, latest) in kinds.items()}
     found["tail"] = list(last)
-    take = dict.fromkeys(found, 0)
-    take["tail"] = min(len(found["tail"]), max_lines // 4)
-    take["level"] = min(len(found["level"]), max_lines // 4)
-    room = max_lines - take["tail"] - take["level"]
-    for kind in ("key", "task", "debug", "level", "tail"):
-        more = min(room, len(found[kind]) - take[kind])
-        take[kind] += more
-        room -= more
-    chosen: dict[int, bytes] = {}
-    for kind, hits in found.items():
-        if kind == "tail":
-            chosen.update(hits[len(hits) - take[kind] :] if take[kind] else [])
-            continue
-        head = (take[kind] + 1) // 2
-        rest = take[kind] - head
-        chosen.update(hits[:head] + (hits[len(hits) - rest :] if rest else []))
+    chosen = _select(_ranked(found, max_lines), total, max_lines)
     lines: list[str] = []
     previous = -1
     for number in sorted(chosen):
         if number - previous > 1:
-            lines.append(f"[... {number - previous - 1} lines ...]")
+            lines.append(_skipped(number - previous - 1))
         lines.append(_decode(chosen[number]))
         previous = number
     if total - 1 > previous:
-        lines.append(f"[... {total - 1 - previous} lines ...]")
+        lines.append(_skipped(total - 1 - previous))
     return Excerpt(path, tuple(lines), task_lines)
 
 
