@@ -21,6 +21,7 @@ from pytest_parslflow.lifecycle import (
 )
 from pytest_parslflow.monitoring import ParslMonitoring
 from pytest_parslflow.settings import MARKER, SettingsError
+from pytest_parslflow.shared import SHARED_RUNS
 from pytest_parslflow.tasks import ParslTasks
 
 if TYPE_CHECKING:
@@ -38,9 +39,13 @@ def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
     except SettingsError as exc:
         message = str(exc)
     else:
-        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
-        run = ParslTestRun(settings, factory.mktemp(run_base_name(item), numbered=True))
-        run.run_dir.mkdir()
+        if settings.scope != "function":
+            shared = request.config.stash[SHARED_RUNS].run_for(item, settings)
+            run = ParslTestRun(settings, shared.base, shared=shared)
+        else:
+            factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+            run = ParslTestRun(settings, factory.mktemp(run_base_name(item), numbered=True))
+            run.run_dir.mkdir()
         item.stash[TEST_RUN] = run
         return run
     pytest.fail(message, pytrace=False)
@@ -57,6 +62,8 @@ def parsl_config(request: pytest.FixtureRequest) -> Config:
     """The ``parsl.config.Config`` this test will load; override it in a conftest to supply
     your own (the plugin still sets its ``run_dir`` and the marker's explicit settings)."""
     run = _test_run(request)
+    if run.shared is not None and run.shared.dfk is not None:
+        return run.shared.dfk.config  # already loaded: no new Config to build
 
     def fresh_config() -> tuple[Config, bool]:
         return make_config(request, run.settings)
@@ -75,6 +82,16 @@ def parsl_config(request: pytest.FixtureRequest) -> Config:
 def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[DataFlowKernel]:
     """The loaded DataFlowKernel of this test; cleaned up and cleared after it."""
     run = _test_run(request)
+    if run.shared is not None:
+        shared_runs = request.config.stash[SHARED_RUNS]
+        given = parsl_config
+        make = run.fresh_config or (lambda: (given, False))
+        dfk = shared_runs.acquire(request.node, run, run.shared, make)
+        try:
+            yield dfk
+        finally:
+            shared_runs.release(run, run.shared)
+        return
     if run.made is not parsl_config:  # a conftest's own parsl_config fixture
         run.builtin, run.fresh_config = False, None
     problem = load_problem(run, parsl_config, run.builtin)
@@ -90,7 +107,7 @@ def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[
 @pytest.fixture
 def parsl_tasks(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslTasks:
     """Records of every task this test submitted, across every DFK it loaded."""
-    return ParslTasks(_test_run(request).recorders)
+    return ParslTasks(_test_run(request).windows)
 
 
 @pytest.fixture

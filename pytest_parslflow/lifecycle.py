@@ -26,11 +26,13 @@ from pytest_parslflow.settings import (
     SettingsError,
     build_settings,
 )
-from pytest_parslflow.tasks import ParslTask, TaskRecorder
+from pytest_parslflow.tasks import ParslTask, TaskRecorder, TaskWindow
 
 if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
+
+    from pytest_parslflow.shared import SharedRun
 
 
 @dataclass
@@ -40,12 +42,14 @@ class ParslTestRun:
     settings: ParslSettings
     base: Path
     dfks: list[DataFlowKernel] = field(default_factory=list)
-    recorders: list[TaskRecorder] = field(default_factory=list)
+    windows: list[TaskWindow] = field(default_factory=list)
     #: the Config the plugin made for the test, whether it is the built-in one, and how to
     #: make another for a restart (``None`` where a conftest's fixture gave just one)
     made: Config | None = None
     builtin: bool = False
     fresh_config: Callable[[], tuple[Config, bool]] | None = None
+    #: the module- or session-scoped DFK this test uses, if any
+    shared: SharedRun | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -61,14 +65,17 @@ class ParslTestRun:
 
         dfk = parsl.load(config)
         self.dfks.append(dfk)
-        self.recorders.append(TaskRecorder(dfk, run=len(self.dfks) - 1))
+        self.windows.append(TaskWindow(TaskRecorder(dfk, run=len(self.dfks) - 1)))
         return dfk
 
     def tasks(self) -> list[ParslTask]:
-        return [task for recorder in self.recorders for task in recorder.snapshot()]
+        return [task for window in self.windows for task in window.snapshot()]
 
     def close(self) -> None:
-        """Clean up every DFK this run loaded; the first error is raised after all are done."""
+        """Clean up every DFK this run loaded; the first error is raised after all are done.
+        A shared DFK outlives the test."""
+        if self.shared is not None:
+            return
         errors = [error for dfk in self.dfks if (error := cleanup_dfk(dfk)) is not None]
         if errors:
             raise errors[0]
@@ -187,20 +194,8 @@ def quiet_parsl_in_captured_logs(config: pytest.Config) -> None:
         handler.addFilter(QuietParslRecords())
 
 
-def not_available(settings: ParslSettings) -> str:
-    if settings.scope != "function":
-        return (
-            f"parsl marker argument scope={settings.scope!r}: only scope='function' (a DFK per "
-            f"test) is available in this version"
-        )
-    return ""
-
-
 def load_problem(run: ParslTestRun, config: Config, builtin: bool) -> str:
     """Why this test's DFK cannot be loaded, or ``""``; applies the settings to ``config``."""
-    problem = not_available(run.settings)
-    if problem:
-        return problem
     try:
         apply_settings(config, run.settings, run.run_dir, builtin)
     except (ConfigFileError, MonitoringUnavailable) as exc:

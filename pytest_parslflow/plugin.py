@@ -43,6 +43,7 @@ from pytest_parslflow.settings import (
     SettingsError,
     marked_executors,
 )
+from pytest_parslflow.shared import SHARED_RUNS, SharedRuns
 from pytest_parslflow.summary import SessionSummary
 
 __all__ = [
@@ -69,6 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
     config.pluginmanager.register(SessionSummary(), "parslflow-summary")
+    shared_runs = config.stash[SHARED_RUNS] = SharedRuns(config)
+    config.pluginmanager.register(shared_runs, "parslflow-shared")
 
 
 @pytest.hookimpl(trylast=True)
@@ -158,12 +161,17 @@ def pytest_runtest_makereport(
     if report.failed and not text:
         text = item.stash[REPORT] = failure_report(item, run, options.log_lines, options.keep)
         report.sections.append((SECTION, text))
+    if failed and run.shared is not None:
+        run.shared.failed = True  # its run directory is kept, per --parsl-keep
     if report.when == "teardown":
         # JUnit XML writes captured output from the teardown report
         if text and (SECTION, text) not in report.sections:
             report.sections.append((SECTION, text))
-        keep = keep_run_dir(options.keep, item.stash.get(PHASE_FAILED, False))
-        if not keep:
-            remove_run_base(run.base)
+        if run.shared is not None:  # removed or kept when the shared DFK closes
+            keep = keep_run_dir(options.keep, run.shared.failed)
+        else:
+            keep = keep_run_dir(options.keep, item.stash.get(PHASE_FAILED, False))
+            if not keep:
+                remove_run_base(run.base)
         report.parslflow = summary_data(run, run.base if keep else None)  # type: ignore[attr-defined]
     return report

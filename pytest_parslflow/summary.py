@@ -26,8 +26,9 @@ class SessionSummary:
         self.tests += 1
         for name in self.figures:
             self.figures[name] += int(figures.get(name, 0))
-        if figures.get("kept"):
-            self.kept.append(str(figures["kept"]))
+        kept = figures.get("kept")
+        if kept and str(kept) not in self.kept:  # tests sharing a DFK share its folder
+            self.kept.append(str(kept))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.tests:

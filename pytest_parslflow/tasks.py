@@ -264,9 +264,28 @@ class TaskRecorder:
                 for t in tracked
             ]
 
-    def futures(self) -> list[Future[Any]]:
+    def futures(self) -> list[tuple[int, Future[Any]]]:
         with self._lock:
-            return [t.future for t in self._tasks.values() if t.future is not None]
+            return [(t.id, t.future) for t in self._tasks.values() if t.future is not None]
+
+
+@dataclass
+class TaskWindow:
+    """The tasks of one recorder that belong to one test: all of them, or, in a DFK
+    shared by several tests, those with ids from ``first_id`` up to ``stop_id``."""
+
+    recorder: TaskRecorder
+    first_id: int = 0
+    stop_id: int | None = None
+
+    def _wanted(self, task_id: int) -> bool:
+        return task_id >= self.first_id and (self.stop_id is None or task_id < self.stop_id)
+
+    def snapshot(self) -> list[ParslTask]:
+        return [t for t in self.recorder.snapshot() if self._wanted(t.id)]
+
+    def futures(self) -> list[Future[Any]]:
+        return [f for task_id, f in self.recorder.futures() if self._wanted(task_id)]
 
 
 class ParslTasks:
@@ -276,11 +295,11 @@ class ParslTasks:
     ``parsl_tasks[3]`` is task 3 of the current (latest) run.
     """
 
-    def __init__(self, recorders: list[TaskRecorder]) -> None:
-        self._recorders = recorders
+    def __init__(self, windows: list[TaskWindow]) -> None:
+        self._windows = windows
 
     def _all(self) -> list[ParslTask]:
-        return [task for recorder in self._recorders for task in recorder.snapshot()]
+        return [task for window in self._windows for task in window.snapshot()]
 
     def __len__(self) -> int:
         return len(self._all())
@@ -289,8 +308,8 @@ class ParslTasks:
         return iter(self._all())
 
     def __getitem__(self, task_id: int) -> ParslTask:
-        if self._recorders:
-            for task in self._recorders[-1].snapshot():
+        if self._windows:
+            for task in self._windows[-1].snapshot():
                 if task.id == task_id:
                     return task
         raise KeyError(f"no task {task_id} in the current Parsl run of this test")
@@ -323,8 +342,8 @@ class ParslTasks:
         (Parsl's lazy failure: nothing stops at the first failure). Returns ``self``."""
         import concurrent.futures
 
-        for recorder in self._recorders:
-            concurrent.futures.wait(recorder.futures(), timeout=timeout)
+        for window in self._windows:
+            concurrent.futures.wait(window.futures(), timeout=timeout)
         return self
 
 
