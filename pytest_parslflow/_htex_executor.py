@@ -1,0 +1,157 @@
+"""The HighThroughputExecutor and LocalProvider classes behind the plugin's ``htex``.
+
+This module imports Parsl: it is imported only when a test builds its executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psutil
+from parsl.executors import HighThroughputExecutor
+from parsl.providers import LocalProvider
+
+from pytest_parslflow._htex_interchange import PORT_FILE
+
+#: How long a cancelled block's processes get to exit on SIGTERM before SIGKILL.
+CANCEL_GRACE_SECONDS = 3.0
+#: How often the block's state is read: a block that died is noticed this fast.
+STATUS_POLLING_SECONDS = 1
+
+
+class BlockLocalProvider(LocalProvider):
+    """A LocalProvider whose blocks are noticed dead within a second and whose
+    ``cancel`` returns only once every process of the block has exited."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self._groups: dict[str, int] = {}
+
+    @property
+    def status_polling_interval(self) -> int:
+        return STATUS_POLLING_SECONDS
+
+    def submit(
+        self, command: str, tasks_per_node: int, job_name: str = "parsl.localprovider"
+    ) -> Any:
+        job_id = super().submit(command, tasks_per_node, job_name)  # type: ignore[no-untyped-call]
+        # The block runs in the process group of the shell that started it; note
+        # it now, while the block's first process surely exists.
+        try:
+            self._groups[job_id] = os.getpgid(int(job_id))
+        except ProcessLookupError:
+            pass
+        return job_id
+
+    def cancel(self, job_ids: Sequence[Any]) -> list[bool]:
+        groups = []
+        for job_id in job_ids:
+            self.resources[job_id]["cancelled"] = True
+            group = self._groups.pop(job_id, None)
+            if group is not None:
+                groups.append(group)
+        stop_process_groups(groups)
+        return [True for _ in job_ids]
+
+    def cancel_all(self) -> None:
+        """Cancel every block still running; the ones already cancelled are skipped."""
+        self.cancel(list(self._groups))
+
+
+def _group_members(groups: set[int]) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getpgid(process.pid) in groups:
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def _signal_groups(groups: set[int], signum: int) -> None:
+    for group in groups:
+        try:
+            os.killpg(group, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_process_groups(group_ids: Sequence[int]) -> None:
+    """SIGTERM every process in the groups, SIGKILL what is left after a grace
+    period, and return once none of them runs any more."""
+    groups = {group for group in group_ids if _group_members({group})}
+    if not groups:
+        return
+    _signal_groups(groups, signal.SIGTERM)
+    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+    while _group_members(groups):
+        if time.monotonic() > deadline:
+            _signal_groups(groups, signal.SIGKILL)
+            psutil.wait_procs(_group_members(groups), timeout=CANCEL_GRACE_SECONDS)
+            return
+        time.sleep(0.005)
+
+
+class FastStartHTEX(HighThroughputExecutor):
+    """A HighThroughputExecutor whose first blocks start together with the
+    interchange, at load, instead of after it and the strategy's first tick.
+
+    Its worker pool finds the interchange's worker port in ``<logdir>/interchange.port``
+    (see ``_htex_interchange``), so it can start before the port is known here.
+    Blocks launched at load count against the strategy's first (initial) request.
+    """
+
+    _scaling_initialized = False
+    _early_blocks = 0
+
+    def initialize_scaling(self) -> None:
+        # Called early by _start_local_interchange_process, then again by start().
+        if self._scaling_initialized:
+            return
+        super().initialize_scaling()  # type: ignore[no-untyped-call]
+        self._scaling_initialized = True
+
+    def _start_local_interchange_process(self) -> None:
+        port_file = os.path.join(self.logdir, PORT_FILE)
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        self.initialize_scaling()
+        assert self.provider is not None, "HTEX always has a provider"
+        init_blocks: int = self.provider.init_blocks
+        super().scale_out_facade(init_blocks)
+        self._early_blocks = init_blocks
+        try:
+            super()._start_local_interchange_process()
+        except BaseException:
+            # load() fails, and no cleanup will come: stop what was started.
+            with contextlib.suppress(Exception):
+                self.shutdown(timeout=1)
+            raise
+
+    def scale_out_facade(self, n: int) -> list[str]:
+        absorbed = min(n, self._early_blocks)
+        self._early_blocks = 0
+        if n - absorbed <= 0:
+            return []
+        blocks: list[str] = super().scale_out_facade(n - absorbed)
+        return blocks
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        try:
+            super().shutdown(timeout)
+        finally:
+            # The strategy scales in before this, except for an executor in bad
+            # state: its blocks must not outlive the test either.
+            self._stop_blocks()
+
+    def _stop_blocks(self) -> None:
+        if isinstance(self.provider, BlockLocalProvider):
+            self.provider.cancel_all()
