@@ -100,6 +100,10 @@ def stop_process_groups(group_ids: Sequence[int]) -> None:
         time.sleep(0.005)
 
 
+#: seconds to wait for the interchange to answer a command
+COMMAND_TIMEOUT = 5.0
+
+
 class FastStartHTEX(HighThroughputExecutor):
     """A HighThroughputExecutor whose first blocks start together with the
     interchange, at load, instead of after it and the strategy's first tick.
@@ -142,6 +146,30 @@ class FastStartHTEX(HighThroughputExecutor):
         if n - absorbed <= 0:
             return []
         blocks: list[str] = super().scale_out_facade(n - absorbed)
+        return blocks
+
+    def _command(self, command: str) -> Any:
+        """A command to the interchange that cannot hang: Parsl waits forever for a reply,
+        which never comes from an interchange that died (cleanup would hang in scale_in)."""
+        from parsl.executors.high_throughput.errors import CommandClientTimeoutError
+
+        process = self.interchange_proc
+        if process is not None and process.poll() is not None:
+            raise CommandClientTimeoutError(f"the interchange exited ({process.returncode})")
+        return self.command_client.run(command, timeout_s=COMMAND_TIMEOUT)
+
+    def connected_managers(self) -> list[dict[str, Any]]:
+        try:
+            managers: list[dict[str, Any]] = self._command("MANAGERS")
+        except Exception:
+            return []  # no interchange to ask: no manager to scale in
+        return managers
+
+    def connected_blocks(self) -> list[str]:
+        try:
+            blocks: list[str] = self._command("CONNECTED_BLOCKS")
+        except Exception:
+            return []
         return blocks
 
     def shutdown(self, timeout: float = 10.0) -> None:

@@ -62,18 +62,21 @@ def parsl_config(request: pytest.FixtureRequest) -> Config:
     """The ``parsl.config.Config`` this test will load; override it in a conftest to supply
     your own (the plugin still sets its ``run_dir`` and the marker's explicit settings)."""
     run = _test_run(request)
-    if run.shared is not None and run.shared.dfk is not None:
-        return run.shared.dfk.config  # already loaded: no new Config to build
 
     def fresh_config() -> tuple[Config, bool]:
         return make_config(request, run.settings)
 
+    run.fresh_config = fresh_config
+    if run.shared is not None and run.shared.dfk is not None:
+        # already loaded: no new Config to build unless it has to be replaced
+        run.made = run.shared.dfk.config
+        return run.made
     try:
         config, run.builtin = fresh_config()
     except ConfigFileError as exc:
         message = f"{request.node.nodeid}: {exc}"
     else:
-        run.made, run.fresh_config = config, fresh_config
+        run.made = config
         return config
     pytest.fail(message, pytrace=False)
 
@@ -85,7 +88,9 @@ def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[
     if run.shared is not None:
         shared_runs = request.config.stash[SHARED_RUNS]
         given = parsl_config
-        make = run.fresh_config or (lambda: (given, False))
+        ours = run.made is parsl_config and run.fresh_config is not None
+        make = run.fresh_config if ours else (lambda: (given, False))
+        assert make is not None
         dfk = shared_runs.acquire(request.node, run, run.shared, make)
         try:
             yield dfk
@@ -127,6 +132,13 @@ def parsl_faults(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> P
 def parsl_monitoring(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslMonitoring:
     """Read access to this test's monitoring database (``monitoring=True`` only)."""
     run = _test_run(request)
+    if run.shared is not None:
+        pytest.fail(
+            f"{request.node.nodeid}: parsl_monitoring reads the database only once the "
+            f"test's own DFK ends, and a DFK shared by scope={run.settings.scope!r} outlives "
+            f"the test; use scope='function' for monitoring tests",
+            pytrace=False,
+        )
     if run.dfk is None or run.dfk.monitoring is None:
         pytest.fail(
             f"{request.node.nodeid}: parsl_monitoring needs @pytest.mark.parsl(monitoring=True)",

@@ -54,10 +54,13 @@ class ParslMonitoring:
         return self._run.run_dir / "monitoring.db"
 
     def finish(self) -> None:
-        """End the test's Parsl run, so that the database is complete."""
+        """Wait for every task, then end the test's Parsl run, so that the database is
+        complete."""
         from pytest_parslflow.lifecycle import cleanup_dfk
 
         for dfk in self._run.dfks:
+            if not dfk.cleanup_called:
+                dfk.wait_for_current_tasks()
             error = cleanup_dfk(dfk)
             if error is not None:
                 raise error

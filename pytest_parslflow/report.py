@@ -146,9 +146,11 @@ def excerpts(
                 add(path, about, chosen.lines)
         app_failed = all(t.frames and t.frames[-1] for t in run_failed)
         for path, code in submit_outputs(dfk_dir):
-            block_failed = (code not in (None, "0")) or not app_failed
-            if block_failed and path.stat().st_size:
-                add(path, f"exit code {code}" if code else "", tail_of(path, max_lines))
+            # LocalProvider writes "-" to the .ec file while the block runs
+            ended_badly = code not in (None, "-", "0")
+            if (ended_badly or not app_failed) and path.stat().st_size:
+                about = f"exit code {code}" if ended_badly else "block still running"
+                add(path, about, tail_of(path, max_lines))
     for task in failed:
         for stream in (task.stdout, task.stderr):
             if stream and os.path.isfile(stream):

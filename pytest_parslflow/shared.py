@@ -51,6 +51,10 @@ class SharedRun:
         return self.base / "runinfo"
 
 
+#: seconds a shared HTEX's interchange has to answer before a test
+HEALTH_TIMEOUT = 5.0
+
+
 def health_problem(dfk: DataFlowKernel) -> str:
     """Why a shared DFK cannot serve another test (a dead interchange, an executor in a
     bad state, a pool that lost its managers), or ``""``."""
@@ -64,9 +68,9 @@ def health_problem(dfk: DataFlowKernel) -> str:
             return f"the interchange of executor {label} exited with code {interchange.returncode}"
         if interchange is not None:
             try:
-                managers = executor.connected_managers()
+                managers = executor.command_client.run("MANAGERS", timeout_s=HEALTH_TIMEOUT)
             except Exception as exc:
-                return f"the interchange of executor {label} does not answer: {exc}"
+                return f"the interchange of executor {label} does not answer: {exc!r}"
             if not managers and not _blocks_pending(executor):
                 return f"executor {label} lost its managers and has no block starting"
     return ""
