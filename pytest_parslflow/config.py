@@ -106,15 +106,16 @@ class ConfigFile:
         return self._config
 
 
-def builtin_config(settings: ParslSettings) -> Config:
-    """The plugin's local config for ``settings.executor`` on this machine."""
+def builtin_config(settings: ParslSettings, rootdir: Path | None = None) -> Config:
+    """The plugin's local config for ``settings.executor`` on this machine; ``rootdir``
+    is pytest's, from which ``--import-mode=importlib`` names test modules."""
     from parsl.config import Config
 
     executor: Any
     if settings.executor == "htex":
         from pytest_parslflow.htex import STRATEGY_PERIOD, make_htex_executor
 
-        executor = make_htex_executor(settings)
+        executor = make_htex_executor(settings, [rootdir] if rootdir else [])
         strategy_period: float = STRATEGY_PERIOD
     else:
         from parsl.executors import ThreadPoolExecutor
@@ -206,4 +207,4 @@ def make_config(request: pytest.FixtureRequest, settings: ParslSettings) -> tupl
     site = options_of(request.config).config_file
     if site is not None:
         return site.make(), False
-    return builtin_config(settings), True
+    return builtin_config(settings, request.config.rootpath), True

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,9 +60,12 @@ def _entry_script(name: str) -> str:
     return str(Path(htex_package.__file__).parent / name)
 
 
-def _worker_init() -> str:
-    """Workers import apps from test modules, conftests and the project as the session does."""
-    path = os.pathsep.join(p for p in sys.path if p)
+def _worker_init(extra_paths: Sequence[Path]) -> str:
+    """Workers import apps from test modules, conftests and the project as the session does:
+    from its ``sys.path`` and, for ``--import-mode=importlib`` (which leaves ``sys.path``
+    alone and names modules from the rootdir), from pytest's rootdir."""
+    entries = [p for p in sys.path if p] + [os.fspath(p) for p in extra_paths]
+    path = os.pathsep.join(dict.fromkeys(entries))
     return f"export PYTHONPATH={shlex.quote(path)}"
 
 
@@ -90,7 +94,9 @@ def _launch_commands() -> tuple[str, list[str], bool]:
     return launch, [sys.executable, _entry_script("interchange.py")], False
 
 
-def make_htex_executor(settings: ParslSettings) -> HighThroughputExecutor:
+def make_htex_executor(
+    settings: ParslSettings, extra_paths: Sequence[Path] = ()
+) -> HighThroughputExecutor:
     """The plugin's local HTEX for ``settings``: ``settings.workers`` workers in one
     block on this machine, listening on 127.0.0.1 only, encrypted."""
     from parsl.launchers import SingleNodeLauncher
@@ -113,7 +119,7 @@ def make_htex_executor(settings: ParslSettings) -> HighThroughputExecutor:
         launch_cmd=launch_cmd,
         interchange_launch_cmd=interchange_cmd,
         provider=BlockLocalProvider(
-            worker_init=_worker_init(),
+            worker_init=_worker_init(extra_paths),
             init_blocks=1,
             min_blocks=0,
             max_blocks=1,

@@ -252,3 +252,31 @@ def test_gets_a_new_one(parsl_dfk):
             "*session-scoped DataFlowKernel*was broken (the interchange of executor htex_local exited*replaced for*test_gets_a_new_one*"
         ]
     )
+
+
+def test_apps_from_test_modules_under_importlib_import_mode(pytester: pytest.Pytester) -> None:
+    # importlib mode leaves sys.path alone and names modules from the rootdir; the
+    # console script (unlike `python -m pytest`) does not put the rootdir on sys.path
+    pytester.makepyfile(
+        **{
+            "suite/test_importlib.py": """
+import os
+import pytest
+from parsl import python_app
+
+@python_app
+def where():
+    import os
+    return os.getpid()
+
+@pytest.mark.parsl(executor="htex")
+def test_app_on_worker():
+    assert where().result() != os.getpid()
+"""
+        }
+    )
+    console_script = Path(sys.executable).parent / "pytest"
+    result = pytester.run(
+        str(console_script), "-p", "parslflow", "--import-mode=importlib", "suite"
+    )
+    result.assert_outcomes(passed=1)
