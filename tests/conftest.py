@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+#: runs a test once with the pytester session's default executor on each of ours
+BOTH_EXECUTORS = pytest.mark.parametrize(
+    "executor", ["thread", pytest.param("htex", marks=pytest.mark.htex)]
+)
+
 # An app that fails its first ``fails`` tries, counting tries in a file so the count
 # survives across threads and processes alike.
 FLAKY_APP = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import BOTH_EXECUTORS
 
 APPS = """
 import os
@@ -17,7 +18,10 @@ def measure(i):
 """
 
 
-def test_fail_first_tries_then_succeed_or_run_out(pytester: pytest.Pytester, run_parslflow) -> None:
+@BOTH_EXECUTORS
+def test_fail_first_tries_then_succeed_or_run_out(
+    pytester: pytest.Pytester, run_parslflow, executor: str
+) -> None:
     pytester.makepyfile(
         APPS
         + """
@@ -44,10 +48,13 @@ def test_lost_worker_on_first_try(parsl_faults, parsl_tasks):
     assert task.tries == 2 and type(task.exceptions[0]).__name__ == "WorkerLost"
 """
     )
-    run_parslflow("-v").assert_outcomes(passed=3)
+    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=3)
 
 
-def test_monitoring_database_and_report(pytester: pytest.Pytester, run_parslflow) -> None:
+@BOTH_EXECUTORS
+def test_monitoring_database_and_report(
+    pytester: pytest.Pytester, run_parslflow, executor: str
+) -> None:
     pytester.makepyfile(
         APPS
         + """
@@ -80,7 +87,7 @@ def test_no_monitoring_process_outlives_its_test():
     assert children == []
 """
     )
-    result = run_parslflow("-v")
+    result = run_parslflow("-v", f"--parsl-executor={executor}")
     result.assert_outcomes(passed=2, failed=1, errors=1)
     result.stdout.fnmatch_lines(
         [

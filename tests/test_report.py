@@ -6,9 +6,11 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import BOTH_EXECUTORS
 
 FAILING_WORKFLOW = """
 import pytest
+
 from parsl import bash_app, python_app
 
 @python_app
@@ -127,5 +129,47 @@ def test_report_and_summary_reach_the_xdist_controller(
             "*- parsl summary -*",
             "3 tests used Parsl: 7 tasks run, 1 retried, 0 from memo or checkpoint, 3 failed",
             "kept run directories (2):",
+        ]
+    )
+
+
+@BOTH_EXECUTORS
+def test_bash_auto_logname_and_dependency_failure(
+    pytester: pytest.Pytester, run_parslflow, executor: str
+) -> None:
+    pytester.makepyfile(
+        """
+import parsl
+import pytest
+
+from parsl import bash_app, python_app
+
+@bash_app
+def convert(stdout=parsl.AUTO_LOGNAME, stderr=parsl.AUTO_LOGNAME):
+    return "echo converting; echo 'no such file: input.txt' >&2; exit 3"
+
+@python_app
+def summarise(x):
+    return x
+
+@pytest.mark.parsl
+def test_chain():
+    summarise(convert()).result()
+"""
+    )
+    result = run_parslflow(f"--parsl-executor={executor}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "2 tasks: 1 failed, 1 dep_fail",
+            "task 0  convert  failed  tries=1  executor=*",
+            "  try 0: BashExitFailure: bash_app convert failed with unix exit code 3",
+            "task 1  summarise  dep_fail  root: task 0  (depends on 0)",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*- parsl: 000/task_logs/0000/task_0000_convert.stderr (task 0 convert) -*",
+            "no such file: input.txt",
         ]
     )

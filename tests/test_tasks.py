@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FLAKY_APP
+from conftest import BOTH_EXECUTORS, FLAKY_APP
 
 
+@BOTH_EXECUTORS
 def test_records_of_retries_failures_and_dependencies(
-    pytester: pytest.Pytester, run_parslflow
+    pytester: pytest.Pytester, run_parslflow, executor: str
 ) -> None:
     pytester.makepyfile(
         FLAKY_APP
@@ -27,7 +28,7 @@ def test_two_failed_tries_then_success(tmp_path, parsl_tasks):
     assert task.tries == 3
     assert [str(e) for e in task.exceptions] == ["transient failure 1", "transient failure 2"]
     assert all(isinstance(e, ValueError) for e in task.exceptions)
-    assert task.executor == "threads" and not task.from_memo
+    assert task.executor in ("threads", "htex_local") and not task.from_memo
     assert task.duration is not None and parsl_tasks[0] == task
 
 @pytest.mark.parsl(retries=1)
@@ -46,10 +47,13 @@ def test_retries_run_out(tmp_path, parsl_tasks):
         parsl_tasks[7]
 """
     )
-    run_parslflow("-v").assert_outcomes(passed=2)
+    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=2)
 
 
-def test_lazy_failure_and_memoization(pytester: pytest.Pytester, run_parslflow) -> None:
+@BOTH_EXECUTORS
+def test_lazy_failure_and_memoization(
+    pytester: pytest.Pytester, run_parslflow, executor: str
+) -> None:
     pytester.makepyfile(
         """
 import pytest
@@ -85,7 +89,7 @@ def test_memoized(parsl_tasks):
     assert parsl_tasks.memoized == [second]
 """
     )
-    run_parslflow("-v").assert_outcomes(passed=2)
+    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=2)
 
 
 RESTART = """
@@ -119,13 +123,16 @@ def test_restart_reruns_nothing(tmp_path, parsl_dfk, parsl_restart, parsl_tasks,
 
 
 @pytest.mark.parametrize("mode", ["task_exit", "periodic", "dfk_exit", "manual"])
-def test_restart_reuses_checkpoints(pytester: pytest.Pytester, run_parslflow, mode: str) -> None:
+@BOTH_EXECUTORS
+def test_restart_reuses_checkpoints(
+    pytester: pytest.Pytester, run_parslflow, mode: str, executor: str
+) -> None:
     source = RESTART.replace(
         "checkpoint=MODE",
         f"checkpoint={mode!r}" + (", checkpoint_period='00:00:01'" if mode == "periodic" else ""),
     ).replace("MODE ==", f"{mode!r} ==")
     pytester.makepyfile(source)
-    run_parslflow("-v").assert_outcomes(passed=1)
+    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=1)
 
 
 def test_restart_without_checkpoints_is_a_clear_error(
