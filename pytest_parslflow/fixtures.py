@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_parslflow.config import ConfigFileError, make_config
-from pytest_parslflow.faults import ParslFaults
 from pytest_parslflow.lifecycle import (
     TEST_RUN,
     ParslRestart,
@@ -19,14 +18,15 @@ from pytest_parslflow.lifecycle import (
     load_problem,
     run_base_name,
 )
-from pytest_parslflow.monitoring import ParslMonitoring
 from pytest_parslflow.settings import MARKER, SettingsError
-from pytest_parslflow.shared import SHARED_RUNS
-from pytest_parslflow.tasks import ParslTasks
 
 if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
+
+    from pytest_parslflow.faults import ParslFaults
+    from pytest_parslflow.monitoring import ParslMonitoring
+    from pytest_parslflow.tasks import ParslTasks
 
 
 def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
@@ -40,7 +40,9 @@ def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
         message = str(exc)
     else:
         if settings.scope != "function":
-            shared = request.config.stash[SHARED_RUNS].run_for(item, settings)
+            from pytest_parslflow.shared import shared_runs
+
+            shared = shared_runs(request.config).run_for(item, settings)
             run = ParslTestRun(settings, shared.base, shared=shared)
         else:
             factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
@@ -86,16 +88,18 @@ def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[
     """The loaded DataFlowKernel of this test; cleaned up and cleared after it."""
     run = _test_run(request)
     if run.shared is not None:
-        shared_runs = request.config.stash[SHARED_RUNS]
+        from pytest_parslflow.shared import shared_runs
+
+        registry = shared_runs(request.config)
         given = parsl_config
         ours = run.made is parsl_config and run.fresh_config is not None
         make = run.fresh_config if ours else (lambda: (given, False))
         assert make is not None
-        dfk = shared_runs.acquire(request.node, run, run.shared, make)
+        dfk = registry.acquire(request.node, run, run.shared, make)
         try:
             yield dfk
         finally:
-            shared_runs.release(run, run.shared)
+            registry.release(run, run.shared)
         return
     if run.made is not parsl_config:  # a conftest's own parsl_config fixture
         run.builtin, run.fresh_config = False, None
@@ -112,6 +116,8 @@ def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[
 @pytest.fixture
 def parsl_tasks(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslTasks:
     """Records of every task this test submitted, across every DFK it loaded."""
+    from pytest_parslflow.tasks import ParslTasks
+
     return ParslTasks(_test_run(request).windows)
 
 
@@ -125,12 +131,16 @@ def parsl_restart(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> 
 @pytest.fixture
 def parsl_faults(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslFaults:
     """Copies of apps that fail, or lose their worker, on chosen tries."""
+    from pytest_parslflow.faults import ParslFaults
+
     return ParslFaults(_test_run(request).run_dir)
 
 
 @pytest.fixture
 def parsl_monitoring(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) -> ParslMonitoring:
     """Read access to this test's monitoring database (``monitoring=True`` only)."""
+    from pytest_parslflow.monitoring import ParslMonitoring
+
     run = _test_run(request)
     if run.shared is not None:
         pytest.fail(

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_parslflow.config import ConfigFileError, apply_settings
-from pytest_parslflow.monitoring import MonitoringUnavailable
 from pytest_parslflow.options import options_of
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
@@ -26,13 +24,13 @@ from pytest_parslflow.settings import (
     SettingsError,
     build_settings,
 )
-from pytest_parslflow.tasks import ParslTask, TaskRecorder, TaskWindow
 
 if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
 
     from pytest_parslflow.shared import SharedRun
+    from pytest_parslflow.tasks import ParslTask, TaskWindow
 
 
 @dataclass
@@ -62,6 +60,8 @@ class ParslTestRun:
 
     def load(self, config: Config) -> DataFlowKernel:
         import parsl
+
+        from pytest_parslflow.tasks import TaskRecorder, TaskWindow
 
         dfk = parsl.load(config)
         self.dfks.append(dfk)
@@ -196,6 +196,9 @@ def quiet_parsl_in_captured_logs(config: pytest.Config) -> None:
 
 def load_problem(run: ParslTestRun, config: Config, builtin: bool) -> str:
     """Why this test's DFK cannot be loaded, or ``""``; applies the settings to ``config``."""
+    from pytest_parslflow.config import ConfigFileError, apply_settings
+    from pytest_parslflow.monitoring import MonitoringUnavailable
+
     try:
         apply_settings(config, run.settings, run.run_dir, builtin)
     except (ConfigFileError, MonitoringUnavailable) as exc:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_parslflow.config import ConfigFile, ConfigFileError
 from pytest_parslflow.settings import (
     EXECUTORS,
     KEEP_CHOICES,
@@ -16,6 +15,9 @@ from pytest_parslflow.settings import (
     SettingsError,
     parse_executors,
 )
+
+if TYPE_CHECKING:
+    from pytest_parslflow.config import ConfigFile
 
 DEFAULT_LOG_LINES = 40
 
@@ -131,6 +133,8 @@ def read_options(config: pytest.Config) -> Options:
     path, where, base = _raw(config, "--parsl-config", "parsl_config")
     config_file = None
     if path:
+        from pytest_parslflow.config import ConfigFile, ConfigFileError
+
         try:
             config_file = ConfigFile(base / path, where)
         except ConfigFileError as exc:

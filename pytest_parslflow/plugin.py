@@ -35,7 +35,6 @@ from pytest_parslflow.lifecycle import (
     uses_parsl,
 )
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
-from pytest_parslflow.report import SECTION, failure_report, summary_data
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
     MARKER,
@@ -43,7 +42,6 @@ from pytest_parslflow.settings import (
     SettingsError,
     marked_executors,
 )
-from pytest_parslflow.shared import SHARED_RUNS, SharedRuns
 from pytest_parslflow.summary import SessionSummary
 
 __all__ = [
@@ -70,8 +68,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
     config.pluginmanager.register(SessionSummary(), "parslflow-summary")
-    shared_runs = config.stash[SHARED_RUNS] = SharedRuns(config)
-    config.pluginmanager.register(shared_runs, "parslflow-shared")
 
 
 @pytest.hookimpl(trylast=True)
@@ -157,6 +153,8 @@ def pytest_runtest_makereport(
     if run is None:
         return report
     options = options_of(item.config)
+    from pytest_parslflow.report import SECTION, failure_report, summary_data
+
     text = item.stash.get(REPORT, "")
     if report.failed and not text:
         text = item.stash[REPORT] = failure_report(item, run, options.log_lines, options.keep)

@@ -6,7 +6,6 @@ immutable :class:`ParslSettings` value.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,6 +168,8 @@ def _check_mark(mark: pytest.Mark) -> dict[str, Any]:
     for name, value in mark.kwargs.items():
         validator = _VALIDATORS.get(name)
         if validator is None:
+            import difflib  # only for the error: loading the plugin stays cheap
+
             close = difflib.get_close_matches(name, ARGUMENTS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SettingsError(

@@ -26,11 +26,12 @@ from pytest_parslflow.lifecycle import (
 )
 from pytest_parslflow.options import options_of
 from pytest_parslflow.settings import ParslSettings
-from pytest_parslflow.tasks import TaskRecorder, TaskWindow
 
 if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
+
+    from pytest_parslflow.tasks import TaskRecorder
 
 
 @dataclass
@@ -119,6 +120,8 @@ class SharedRuns:
         """Make the shared DFK the loaded one for this test, loading or replacing it."""
         from parsl.dataflow.dflow import DataFlowKernelLoader
 
+        from pytest_parslflow.tasks import TaskRecorder, TaskWindow
+
         if shared.dfk is not None:
             problem = health_problem(shared.dfk)
             if problem:
@@ -184,3 +187,12 @@ class SharedRuns:
 
 
 SHARED_RUNS = pytest.StashKey[SharedRuns]()
+
+
+def shared_runs(config: pytest.Config) -> SharedRuns:
+    """The session's shared DFKs, registered as a plugin when the first one is needed."""
+    runs = config.stash.get(SHARED_RUNS, None)
+    if runs is None:
+        runs = config.stash[SHARED_RUNS] = SharedRuns(config)
+        config.pluginmanager.register(runs, "parslflow-shared")
+    return runs

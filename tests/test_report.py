@@ -10,7 +10,6 @@ from conftest import BOTH_EXECUTORS
 
 FAILING_WORKFLOW = """
 import pytest
-
 from parsl import bash_app, python_app
 
 @python_app
