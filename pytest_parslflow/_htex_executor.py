@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -100,6 +101,8 @@ def stop_process_groups(group_ids: Sequence[int]) -> None:
         time.sleep(0.005)
 
 
+#: seconds between checks that the interchange is still alive
+WATCHDOG_PERIOD = 0.25
 #: seconds to wait for the interchange to answer a command
 COMMAND_TIMEOUT = 5.0
 
@@ -172,7 +175,33 @@ class FastStartHTEX(HighThroughputExecutor):
             return []
         return blocks
 
+    def start(self) -> None:
+        super().start()  # type: ignore[no-untyped-call]
+        self._stopping = threading.Event()
+        watchdog = threading.Thread(
+            target=self._watch_interchange, name="HTEX-Interchange-Watchdog", daemon=True
+        )
+        watchdog.start()
+
+    def _watch_interchange(self) -> None:
+        """Fail every pending task at once if the interchange dies: Parsl would leave
+        their futures pending for ever."""
+        while not self._stopping.wait(WATCHDOG_PERIOD):
+            process = self.interchange_proc
+            if process is not None and process.poll() is not None:
+                if not self.bad_state_is_set:
+                    self.set_bad_state_and_fail_all(
+                        RuntimeError(
+                            f"the interchange of executor {self.label} exited with code "
+                            f"{process.returncode}; see {self.label}/interchange.log"
+                        )
+                    )
+                return
+
     def shutdown(self, timeout: float = 10.0) -> None:
+        stopping = getattr(self, "_stopping", None)
+        if stopping is not None:
+            stopping.set()
         try:
             super().shutdown(timeout)
         finally:

@@ -5,10 +5,12 @@ Parsl is imported here only inside functions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
 
-    from pytest_parslflow.shared import SharedRun
+    from pytest_parslflow.leaks import Snapshot
+    from pytest_parslflow.shared import SharedRun, SharedRuns
     from pytest_parslflow.tasks import ParslTask, TaskWindow
 
 
@@ -85,6 +88,19 @@ class ParslTestRun:
 TEST_RUN = pytest.StashKey[ParslTestRun]()
 #: whether any phase of the test failed, for the keep policy
 PHASE_FAILED = pytest.StashKey[bool]()
+#: the session's module- and session-scoped DFKs (made on first use, see ``shared``)
+SHARED_RUNS: pytest.StashKey[SharedRuns] = pytest.StashKey()
+
+
+def shared_dfks_alive(config: pytest.Config) -> bool:
+    """Whether a module- or session-scoped DFK is running (its threads and processes
+    then belong to no single test)."""
+    runs = config.stash.get(SHARED_RUNS, None)
+    return runs is not None and runs.alive()
+
+
+#: what of Parsl was running when the test started, for the leak guard
+LEAK_BASELINE: pytest.StashKey[Snapshot] = pytest.StashKey()
 #: the test's failure report, made at its first failing phase
 REPORT = pytest.StashKey[str]()
 
@@ -96,19 +112,52 @@ def run_base_name(item: pytest.Item) -> str:
     return f"{name}_attempt{attempt}_" if attempt > 1 else name
 
 
+#: seconds a DFK's cleanup may take before the test moves on (its executors' processes
+#: are then ended by the leak guard)
+CLEANUP_GRACE = 15.0
+
+
+def _do_not_wait_for_threads(dfk: DataFlowKernel) -> None:
+    """A ThreadPoolExecutor's shutdown waits for every running app, which may never end;
+    Python cannot stop a thread, so the cleanup does not wait and the leak guard names
+    the thread instead."""
+    from parsl.executors.threads import ThreadPoolExecutor
+
+    for executor in dfk.executors.values():
+        if isinstance(executor, ThreadPoolExecutor):
+            executor.shutdown = functools.partial(  # type: ignore[method-assign]
+                ThreadPoolExecutor.shutdown, executor, block=False
+            )
+
+
 def cleanup_dfk(dfk: DataFlowKernel) -> BaseException | None:
-    """Clean up ``dfk`` (once) and make sure it is no longer the loaded DFK."""
+    """Clean up ``dfk`` (once, within ``CLEANUP_GRACE`` seconds) and make sure it is no
+    longer the loaded DFK. Returns what went wrong, if anything."""
     from parsl.dataflow.dflow import DataFlowKernelLoader
 
-    error: BaseException | None = None
+    errors: list[BaseException] = []
     if not dfk.cleanup_called:
-        try:
-            dfk.cleanup()
-        except Exception as exc:
-            error = exc
+        _do_not_wait_for_threads(dfk)
+
+        def cleanup() -> None:
+            try:
+                dfk.cleanup()
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=cleanup, name="parslflow-cleanup", daemon=True)
+        worker.start()
+        worker.join(CLEANUP_GRACE)
+        if worker.is_alive():
+            errors.append(
+                TimeoutError(
+                    f"the cleanup of the DataFlowKernel in {dfk.run_dir} did not finish in "
+                    f"{CLEANUP_GRACE:.0f} s; its executors' processes are ended"
+                )
+            )
     if DataFlowKernelLoader._dfk is dfk:
         DataFlowKernelLoader.clear()
-    return error
+    return errors[0] if errors else None
 
 
 def loaded_dfk() -> DataFlowKernel | None:

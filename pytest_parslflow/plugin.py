@@ -6,6 +6,7 @@ Nothing here imports Parsl: that happens when a test first needs it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 
 import pytest
@@ -21,7 +22,14 @@ from pytest_parslflow.fixtures import (
     parsl_run_dir,
     parsl_tasks,
 )
+from pytest_parslflow.leaks import (
+    end_session_processes,
+    find_and_end_leaks,
+    mark_session,
+    snapshot,
+)
 from pytest_parslflow.lifecycle import (
+    LEAK_BASELINE,
     PARSL_FIXTURES,
     PHASE_FAILED,
     REPORT,
@@ -32,6 +40,7 @@ from pytest_parslflow.lifecycle import (
     loaded_dfk,
     quiet_parsl_in_captured_logs,
     remove_run_base,
+    shared_dfks_alive,
     uses_parsl,
 )
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
@@ -67,12 +76,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
+    mark_session()
     config.pluginmanager.register(SessionSummary(), "parslflow-summary")
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     quiet_parsl_in_captured_logs(session.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Whatever the checks allowed (``--parsl-leaks off``), no Parsl process of this
+    session outlives it."""
+    if "parsl" in sys.modules:
+        end_session_processes()
 
 
 @pytest.hookimpl(trylast=True)
@@ -108,6 +126,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         del item.stash[TEST_RUN]
     item.stash[PHASE_FAILED] = False
     item.stash[REPORT] = ""
+    # before Parsl is imported no process of it can run: the /proc scan is skipped
+    item.stash[LEAK_BASELINE] = snapshot(with_processes="parsl" in sys.modules)
     if not uses_parsl(item):
         return
     try:
@@ -121,22 +141,32 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """After every test, marked or not, no DataFlowKernel stays loaded."""
+    """After every test, marked or not: no DataFlowKernel stays loaded, and what Parsl
+    left running is named and ended (``--parsl-leaks``)."""
     yield
-    leaked = loaded_dfk()
-    if leaked is None:
+    if "parsl" not in sys.modules:
         return
-    cleanup_dfk(leaked)
-    leaks = options_of(item.config).leaks
+    leaks: list[str] = []
+    leaked = loaded_dfk()
+    if leaked is not None:
+        error = cleanup_dfk(leaked)
+        leaks.append(
+            f"a loaded DataFlowKernel (run dir {leaked.run_dir}), now cleaned up"
+            + (f" (its cleanup raised {error!r})" if error else "")
+        )
+    mode = options_of(item.config).leaks
+    before = item.stash.get(LEAK_BASELINE, None)
+    if mode != "off" and before is not None and not shared_dfks_alive(item.config):
+        leaks += find_and_end_leaks(before, with_processes=True)
+    if not leaks or mode == "off":
+        return
     message = (
-        f"{item.nodeid} left a DataFlowKernel loaded (run dir {leaked.run_dir}); "
-        f"pytest-parslflow cleaned it up. Use the parsl marker, or call "
-        f"parsl.dfk().cleanup() in the test"
+        f"{item.nodeid} leaked Parsl resources: " + "; ".join(leaks) + ". Use the parsl "
+        "marker, or clean up in the test (parsl.dfk().cleanup(), wait for its tasks)"
     )
-    if leaks == "fail":
+    if mode == "fail":
         pytest.fail(message, pytrace=False)
-    if leaks == "warn":
-        item.warn(pytest.PytestWarning(message))
+    item.warn(pytest.PytestWarning(message))
 
 
 @pytest.hookimpl(wrapper=True)

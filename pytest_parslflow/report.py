@@ -8,6 +8,7 @@ pytest's JUnit XML writes captured stdout (``junit_logging = system-out`` or
 
 from __future__ import annotations
 
+import datetime
 import os
 import traceback
 from collections.abc import Iterable
@@ -101,6 +102,21 @@ def task_summary(run: ParslTestRun, tasks: list[ParslTask], kept: str) -> list[s
         lines.extend(rest)
     if len(failed) > MAX_FAILED_SHOWN:
         lines.append(f"... and {len(failed) - MAX_FAILED_SHOWN} more failed tasks")
+    in_flight = [t for t in tasks if not t.done]
+    if in_flight:
+        lines.append(f"{len(in_flight)} tasks in flight:")
+        now = datetime.datetime.now()
+        for task in in_flight[:MAX_FAILED_SHOWN]:
+            since = task.try_launched[-1] if task.try_launched else task.submitted
+            age = f"  for {(now - since).total_seconds():.1f} s" if since else ""
+            ids = ", ".join(str(i) for i in task.executor_ids)
+            lines.append(
+                f"task {task.id}  {task.app}  {task.state}  executor={task.executor}"
+                + (f"  executor ids {ids}" if ids else "")
+                + age
+            )
+        if len(in_flight) > MAX_FAILED_SHOWN:
+            lines.append(f"... and {len(in_flight) - MAX_FAILED_SHOWN} more in flight")
     return lines
 
 
@@ -114,7 +130,8 @@ def excerpts(
     """Excerpts of every relevant log, each under a heading naming the file (relative to
     the run directory) and the tasks it was searched for."""
     lines: list[str] = []
-    failed = [t for t in tasks if t.failed]
+    # the failed tasks, and on a timeout the ones still running
+    failed = [t for t in tasks if t.failed or not t.done]
     dfk_dirs = _dfk_dirs(run)
     bases = [run.run_dir, *dfk_dirs]
 

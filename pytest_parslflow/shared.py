@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_parslflow.lifecycle import (
+    SHARED_RUNS,
     ParslTestRun,
     cleanup_dfk,
     keep_run_dir,
@@ -171,22 +172,24 @@ class SharedRuns:
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
-        """A module's shared DFKs end with the module's last test."""
+        """A module's shared DFKs end with the module's last test, the session's with the
+        session's last test: inside the test loop, so that coverage measuring the session
+        (pytest-cov combines its data when the loop ends) gets the data of their workers."""
         module = item.nodeid.split("::")[0]
         if nextitem is not None and nextitem.nodeid.split("::")[0] == module:
             return
         for key, shared in list(self._runs.items()):
-            if shared.module == module:
+            if shared.module == module or nextitem is None:
                 self.close(shared)
                 del self._runs[key]
+
+    def alive(self) -> bool:
+        return any(shared.dfk is not None for shared in self._runs.values())
 
     def pytest_sessionfinish(self) -> None:
         for shared in self._runs.values():
             self.close(shared)
         self._runs.clear()
-
-
-SHARED_RUNS = pytest.StashKey[SharedRuns]()
 
 
 def shared_runs(config: pytest.Config) -> SharedRuns:

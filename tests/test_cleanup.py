@@ -59,9 +59,13 @@ def test_next(tmp_path):
         (
             "fail",
             {"passed": 2, "errors": 1},
-            "*test_leaks left a DataFlowKernel loaded*cleaned it up*",
+            "*test_leaks leaked Parsl resources: a loaded DataFlowKernel (run dir *), now cleaned up*",
         ),
-        ("warn", {"passed": 2, "warnings": 1}, "*test_leaks left a DataFlowKernel loaded*"),
+        (
+            "warn",
+            {"passed": 2, "warnings": 1},
+            "*test_leaks leaked Parsl resources: a loaded DataFlowKernel*",
+        ),
         ("off", {"passed": 2}, None),
     ],
 )

@@ -1,0 +1,220 @@
+"""The leak guard: what a test left behind of Parsl (threads, processes, listening
+sockets), named and ended where it can be.
+
+Only this session's own processes are ever touched: the session puts a token of
+its own in the environment at start-up, which every process it starts inherits,
+including HTEX blocks that a provider detaches from the process tree.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+#: the environment variable carrying this session's token
+TOKEN_VARIABLE = "PARSLFLOW_SESSION"
+#: seconds a leaked process gets to exit on SIGTERM before SIGKILL
+KILL_GRACE = 2.0
+#: seconds to let Parsl's own threads finish exiting after a cleanup
+THREAD_GRACE = 1.0
+
+_PARSL_PROCESS_WORDS = (b"parsl", b"interchange", b"process_worker_pool", b"_htex_pool")
+_PARSL_THREAD_PREFIXES = (
+    "Task-Launch",
+    "ThreadPoolExecutor-",
+    "HTEX-",
+    "JobStatusPoller",
+    "Interchange",
+    "Monitoring",
+)
+
+
+def mark_session() -> str:
+    """Give this process (and so everything it starts) the session's token."""
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    os.environ[TOKEN_VARIABLE] = token
+    return token
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` in the process tree."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            for child in _read(f"/proc/{parent}/task/{task}/children").split():
+                if int(child) not in found:
+                    found.add(int(child))
+                    stack.append(int(child))
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    return _read(f"/proc/{pid}/stat").split(b") ")[-1][:1] in (b"Z", b"")
+
+
+def _session_processes() -> dict[int, str]:
+    """Parsl processes started by this session (pid to command line): those below it in
+    the process tree, and those that carry its token (HTEX blocks, which a provider
+    detaches from the tree). An interchange renames itself, which hides its
+    environment, but it stays a child of the session."""
+    token = os.environ.get(TOKEN_VARIABLE, "").encode()
+    wanted = TOKEN_VARIABLE.encode() + b"=" + token + b"\0"
+    me = os.getpid()
+    candidates = _descendants(me)
+    if token:
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) != me and wanted in _read(f"/proc/{name}/environ"):
+                candidates.add(int(name))
+    found: dict[int, str] = {}
+    for pid in candidates:
+        command = _read(f"/proc/{pid}/cmdline")
+        if command and not _zombie(pid) and any(w in command for w in _PARSL_PROCESS_WORDS):
+            found[pid] = command.replace(b"\0", b" ").strip().decode(errors="replace")
+    return found
+
+
+def _parsl_threads() -> dict[int, str]:
+    threads = {}
+    for thread in threading.enumerate():
+        target = getattr(thread, "_target", None)
+        module = getattr(target, "__module__", "") or ""
+        if module.startswith("parsl") or thread.name.startswith(_PARSL_THREAD_PREFIXES):
+            threads[thread.ident or 0] = thread.name
+    return threads
+
+
+def _listening(pid: int) -> set[str]:
+    """``address:port`` of each TCP socket listening in process ``pid``."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    if not inodes:
+        return set()
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in _read(f"/proc/{pid}/net/{table}").decode().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == "0A" and parts[9] in inodes:  # 0A: LISTEN
+                host, port = parts[1].split(":")
+                found.add(f"{_address(host)}:{int(port, 16)}")
+    return found
+
+
+def _address(hexed: str) -> str:
+    raw = bytes.fromhex(hexed)
+    if len(raw) == 4:
+        return ".".join(str(b) for b in raw[::-1])
+    words = [raw[i : i + 4][::-1].hex() for i in range(0, 16, 4)]
+    if words[:3] == ["00000000", "00000000", "0000ffff"]:
+        return "::ffff:" + ".".join(str(b) for b in bytes.fromhex(words[3]))
+    return ":".join(words)
+
+
+@dataclass
+class Snapshot:
+    """What of Parsl was alive at a moment: threads, processes, our listening sockets."""
+
+    threads: dict[int, str] = field(default_factory=dict)
+    processes: dict[int, str] = field(default_factory=dict)
+    sockets: set[str] = field(default_factory=set)
+
+
+def snapshot(with_processes: bool = True) -> Snapshot:
+    return Snapshot(
+        threads=_parsl_threads(),
+        processes=_session_processes() if with_processes else {},
+        sockets=_listening(os.getpid()),
+    )
+
+
+def _signal(pids: set[int], signum: int) -> None:
+    """Signal the processes and their process groups (a block's later forks are in its
+    group), never the session's own group."""
+    own_group = os.getpgid(0)
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+            os.kill(pid, signum)
+        except OSError:
+            pass
+    for group in groups - {own_group}:
+        try:
+            os.killpg(group, signum)
+        except OSError:
+            pass
+
+
+def _end(before: Snapshot) -> None:
+    """End this session's Parsl processes that were not running at ``before``: SIGTERM,
+    then SIGKILL after a grace; rescanned, since a dying pool may still fork."""
+    for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
+        pids = set(_session_processes()) - set(before.processes)
+        if not pids:
+            return
+        _signal(pids, signum)
+        deadline = time.monotonic() + KILL_GRACE
+        while time.monotonic() < deadline and any(not _zombie(p) for p in pids):
+            time.sleep(0.02)
+        for pid in pids:  # reap our own children, whose Popen nobody will wait for
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def find_and_end_leaks(before: Snapshot, with_processes: bool) -> list[str]:
+    """What Parsl left running since ``before``, one description each; leaked processes
+    (this session's only) are ended, threads can only be named."""
+    now = snapshot(with_processes)
+    deadline = time.monotonic() + THREAD_GRACE
+    while set(now.threads) - set(before.threads) and time.monotonic() < deadline:
+        time.sleep(0.02)  # Parsl's threads may still be on their way out
+        now.threads = _parsl_threads()
+    leaks = [
+        f"thread {name!r} (ident {ident}) still running"
+        for ident, name in now.threads.items()
+        if ident not in before.threads
+    ]
+    new_processes = {pid: cmd for pid, cmd in now.processes.items() if pid not in before.processes}
+    for pid, command in new_processes.items():
+        ports = sorted(_listening(pid))
+        listening = f", listening on {', '.join(ports)}" if ports else ""
+        leaks.append(f"process {pid} ({command[:80]}){listening}: ended")
+    if new_processes:
+        _end(before)
+    for address in sorted(now.sockets - before.sockets):
+        if address in _listening(os.getpid()):
+            leaks.append(f"socket listening on {address} in the test process")
+    return leaks
+
+
+def end_session_processes() -> None:
+    """End every Parsl process this session started that still runs."""
+    _end(Snapshot())
