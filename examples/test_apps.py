@@ -1,5 +1,9 @@
 """Single apps of the adapter screen, each in its own Parsl run.
 
+Tutorial sections: the apps come from the previous chapter ("Intro to
+Workflows"); the flaky mirror tests are the simplest form of "Retries" (see
+``test_retries.py`` for retry handlers and fault injection).
+
 The ``parsl`` marker gives every test here a loaded DataFlowKernel with its
 own run directory, so app calls just work and no two tests share ``runinfo/``.
 """

@@ -1,4 +1,12 @@
-"""The adapter screen end to end: simulate, clean, count, merge, fetch, summarise."""
+"""The adapter screen end to end: simulate, clean, count, merge, fetch, summarise.
+
+Tutorial sections: the workflow is built as in the previous chapter ("Intro to
+Workflows"); ``test_failed_fetch_spares_independent_branches`` is "Lazy Failure"
+in a real pipeline; ``test_screen_on_each_executor`` runs the same pipeline on
+both executors, the thread pool inside the test process and an HTEX whose
+interchange, manager and workers each write the logs that "Local Logs"
+describes, in the test's own run directory.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from parsl.dataflow.dflow import DataFlowKernel
 from parsl.dataflow.errors import DependencyError
 
 from kmerscreen import ADAPTER, MirrorUnavailable, SampleSpec, ScreenReport, screen_samples
@@ -65,7 +74,9 @@ def test_failed_fetch_spares_independent_branches(
 
 @pytest.mark.htex
 @pytest.mark.parsl(executor=["thread", "htex"], retries=1)
-def test_screen_on_each_executor(tmp_path: Path) -> None:
+def test_screen_on_each_executor(
+    tmp_path: Path, parsl_dfk: DataFlowKernel, parsl_run_dir: Path
+) -> None:
     """The same workflow on threads and on HTEX worker processes.
 
     On HTEX the apps run in other processes, so this checks that everything
@@ -76,3 +87,9 @@ def test_screen_on_each_executor(tmp_path: Path) -> None:
 
     assert report.total_kmers == kmers_per_sample(spec)
     assert (tmp_path / "fetch_adapter_panel.attempts").read_text() == "2"
+    # Each run of the test has its own logs: parsl.log, and on HTEX the executor's.
+    logs = parsl_run_dir / "000"
+    assert (logs / "parsl.log").is_file()
+    if "htex_local" in parsl_dfk.executors:
+        assert (logs / "htex_local" / "interchange.log").is_file()
+        assert list(logs.glob("htex_local/block-0/*/manager.log"))

@@ -10,6 +10,9 @@ sequence left over from library preparation. The workflow
 4. fetches the adapter k-mer panel from a mirror that fails transiently,
 5. reports the fraction of all k-mers that match the adapter panel.
 
+Its retry policy (:func:`retry_transient`) retries only failures of the
+mirror, the network or the node, never a bug.
+
 Every app takes its working directory as an argument, so tests can point it
 at pytest's temporary directories.
 """
@@ -26,6 +29,7 @@ from kmerscreen.apps import (
 )
 from kmerscreen.model import ADAPTER, MirrorUnavailable, SampleSpec, ScreenReport
 from kmerscreen.pipeline import ScreenFutures, screen_samples
+from kmerscreen.policy import retry_transient
 
 __all__ = [
     "ADAPTER",
@@ -37,6 +41,7 @@ __all__ = [
     "count_kmers",
     "fetch_adapter_panel",
     "merge_counts",
+    "retry_transient",
     "screen_samples",
     "simulate_reads",
     "summarise",
