@@ -1,9 +1,32 @@
 """pytest-parslflow: workflow-aware testing of Parsl workflows.
 
-Importing this package must stay cheap: it does not import Parsl.
+Importing this package must stay cheap: it does not import Parsl, and the fixture
+classes below are imported only when first asked for.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from pytest_parslflow.settings import ParslSettings
 
 __version__ = "0.1.0"
-__all__ = ["ParslSettings", "__version__"]
+
+_LAZY = {
+    "ParslTask": "pytest_parslflow.tasks",
+    "ParslTasks": "pytest_parslflow.tasks",
+    "ParslFaults": "pytest_parslflow.faults",
+    "InjectedFault": "pytest_parslflow.faults",
+    "ParslMonitoring": "pytest_parslflow.monitoring",
+    "ParslRestart": "pytest_parslflow.lifecycle",
+    "ParslRestartError": "pytest_parslflow.lifecycle",
+}
+__all__ = ["ParslSettings", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_parslflow' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

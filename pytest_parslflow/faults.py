@@ -13,6 +13,7 @@ import copy
 import fcntl
 import hashlib
 import os
+import pickle
 import signal
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,14 @@ class FaultyCall:
         self.__wrapped__ = func  # inspect.signature sees the app's own parameters
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        text = repr((self.__name__, args, sorted(kwargs.items())))
-        return hashlib.md5(text.encode()).hexdigest()
+        """The task, by its arguments: pickled, since a repr may hold a memory address
+        that differs in every worker process (a Parsl ``File``, for one)."""
+        call = (self.__name__, args, sorted(kwargs.items()))
+        try:
+            data = pickle.dumps(call, protocol=4)
+        except Exception:
+            data = repr(call).encode()
+        return hashlib.md5(data).hexdigest()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tries = _next_try(self.folder, self._key(args, kwargs))

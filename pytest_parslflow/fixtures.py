@@ -43,10 +43,11 @@ def _test_run(request: pytest.FixtureRequest) -> ParslTestRun:
             from pytest_parslflow.shared import shared_runs
 
             shared = shared_runs(request.config).run_for(item, settings)
-            run = ParslTestRun(settings, shared.base, shared=shared)
+            run = ParslTestRun(settings, shared.base, shared=shared, name=item.nodeid)
         else:
             factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
-            run = ParslTestRun(settings, factory.mktemp(run_base_name(item), numbered=True))
+            base = factory.mktemp(run_base_name(item), numbered=True)
+            run = ParslTestRun(settings, base, name=item.nodeid)
             run.run_dir.mkdir()
         item.stash[TEST_RUN] = run
         return run

@@ -51,6 +51,8 @@ class ParslTestRun:
     fresh_config: Callable[[], tuple[Config, bool]] | None = None
     #: the module- or session-scoped DFK this test uses, if any
     shared: SharedRun | None = None
+    #: the test's node id (the monitoring database's workflow name)
+    name: str = ""
 
     @property
     def run_dir(self) -> Path:
@@ -66,6 +68,9 @@ class ParslTestRun:
 
         from pytest_parslflow.tasks import TaskRecorder, TaskWindow
 
+        if config.monitoring is not None and config.monitoring.workflow_name is None:
+            # else Parsl names the workflow after the first non-Parsl file on the stack
+            config.monitoring.workflow_name = self.name or None
         dfk = parsl.load(config)
         self.dfks.append(dfk)
         self.windows.append(TaskWindow(TaskRecorder(dfk, run=len(self.dfks) - 1)))

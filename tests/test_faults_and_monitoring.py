@@ -41,6 +41,19 @@ def test_retries_run_out(parsl_faults, parsl_tasks):
     assert parsl_tasks[0].state == "failed" and parsl_tasks[0].tries == 2
 
 @pytest.mark.parsl(retries=1)
+def test_tries_counted_by_argument_values_not_identities(parsl_faults, parsl_tasks, tmp_path):
+    from parsl.data_provider.files import File
+    (tmp_path / "d").write_text("abc")
+
+    @python_app
+    def size(inputs=()):
+        return len(open(inputs[0].filepath).read())
+
+    lost = parsl_faults.lose_worker(size, on_try=1)
+    assert lost(inputs=[File(str(tmp_path / "d"))]).result() == 3
+    assert parsl_tasks[0].tries == 2
+
+@pytest.mark.parsl(retries=1)
 def test_lost_worker_on_first_try(parsl_faults, parsl_tasks):
     lost = parsl_faults.lose_worker(measure, on_try=1)
     assert lost(5).result() == 5
@@ -48,7 +61,7 @@ def test_lost_worker_on_first_try(parsl_faults, parsl_tasks):
     assert task.tries == 2 and type(task.exceptions[0]).__name__ == "WorkerLost"
 """
     )
-    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=3)
+    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=4)
 
 
 @BOTH_EXECUTORS
@@ -69,6 +82,7 @@ def test_every_task_has_a_row(parsl_monitoring, parsl_tasks, parsl_run_dir):
     assert [r["task_func_name"] for r in rows] == ["measure"] * 4
     (workflow,) = parsl_monitoring.query("SELECT * FROM workflow")
     assert workflow["tasks_failed_count"] == 1
+    assert workflow["workflow_name"].endswith("::test_every_task_has_a_row")
 
 @pytest.mark.parsl(monitoring=True)
 def test_monitored_failure():
