@@ -11,22 +11,29 @@ these changes:
   forked from this already initialised interpreter instead of spawned as
   fresh ones that import Parsl all over again;
 - its connection probe carries no identity (see ``probe_without_identity``);
-- two of its log lines change level (see ``ManagerLogLevels``).
+- two of its log lines change level (see ``ManagerLogLevels``);
+- where coverage measures the test session, the workers measure themselves
+  and save their data when they end (see ``coverage_support``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 #: Longer than the executor waits for the interchange (120 s): by then the
 #: executor has given up and cancelled this block.
 PORT_WAIT_SECONDS = 150.0
 POOL_MODULE = "parsl.executors.high_throughput.process_worker_pool"
+#: set by the block's worker_init where coverage measures the test session; the same
+#: name as ``coverage_support.COVERAGE_ENV``
+COVERAGE_ENV = "PARSLFLOW_COVERAGE"
 
 
 def read_port(path: str, timeout: float) -> int:
@@ -99,8 +106,41 @@ def probe_without_identity(probe: Callable[..., Any]) -> Callable[..., Any]:
     return probe_addresses
 
 
-def main(argv: list[str]) -> None:
+def load_coverage_support() -> ModuleType:
+    """``coverage_support`` from this folder, by path: importing ``pytest_parslflow``
+    would import pytest too."""
+    name = "_parslflow_coverage_support"
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "coverage_support.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fork_context() -> Any:
+    """The context the pool's processes are forked from: with measured workers where
+    coverage measures the test session (or, by its subprocess support, this pool)."""
     import multiprocessing
+
+    spec = os.environ.get(COVERAGE_ENV)
+    if spec or "coverage" in sys.modules:
+        support = load_coverage_support()
+        if support.pool_needs_coverage():
+            try:
+                import coverage  # noqa: F401  (imported once here, not in every worker)
+            except ImportError:
+                logging.getLogger(POOL_MODULE).warning(
+                    "coverage measures the test session but cannot be imported here: "
+                    "the workers are not measured"
+                )
+            else:
+                return support.covered_fork_context(spec)
+    return multiprocessing.get_context("fork")
+
+
+def main(argv: list[str]) -> None:
     import runpy
     import warnings
 
@@ -111,8 +151,7 @@ def main(argv: list[str]) -> None:
     port_file, *pool_args = argv
     if sys.platform.startswith("linux"):
         # Parsl's pool takes its process context from here when run below.
-        fork = multiprocessing.get_context("fork")
-        parsl.multiprocessing.SpawnContext = fork  # type: ignore[assignment]
+        parsl.multiprocessing.SpawnContext = fork_context()
     probe.probe_addresses = probe_without_identity(probe.probe_addresses)
     os.register_at_fork(after_in_child=forget_parent_log_handlers)
     warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=Warning)

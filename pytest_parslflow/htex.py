@@ -60,13 +60,22 @@ def _entry_script(name: str) -> str:
     return str(Path(htex_package.__file__).parent / name)
 
 
-def _worker_init(extra_paths: Sequence[Path]) -> str:
+def _worker_init(extra_paths: Sequence[Path], own_pool: bool = True) -> str:
     """Workers import apps from test modules, conftests and the project as the session does:
     from its ``sys.path`` and, for ``--import-mode=importlib`` (which leaves ``sys.path``
-    alone and names modules from the rootdir), from pytest's rootdir."""
+    alone and names modules from the rootdir), from pytest's rootdir.
+
+    Where coverage measures the session, the environment also tells the worker pool
+    (the plugin's, or with ``own_pool`` false Parsl's) to measure its workers
+    (``coverage_support``)."""
+    from pytest_parslflow.coverage_support import worker_environment
+
     entries = [p for p in sys.path if p] + [os.fspath(p) for p in extra_paths]
     path = os.pathsep.join(dict.fromkeys(entries))
-    return f"export PYTHONPATH={shlex.quote(path)}"
+    lines = [f"export PYTHONPATH={shlex.quote(path)}"]
+    for name, value in worker_environment(own_pool).items():
+        lines.append(f"export {name}={shlex.quote(value)}")
+    return "\n".join(lines)
 
 
 def _format_literal(text: str) -> str:
@@ -119,7 +128,7 @@ def make_htex_executor(
         launch_cmd=launch_cmd,
         interchange_launch_cmd=interchange_cmd,
         provider=BlockLocalProvider(
-            worker_init=_worker_init(extra_paths),
+            worker_init=_worker_init(extra_paths, own_pool=fast),
             init_blocks=1,
             min_blocks=0,
             max_blocks=1,

@@ -70,6 +70,45 @@ def _zombie(pid: int) -> bool:
     return _read(f"/proc/{pid}/stat").split(b") ")[-1][:1] in (b"Z", b"")
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(_read(f"/proc/{pid}/stat").rsplit(b") ", 1)[-1].split()[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+#: variables that a batch scheduler sets in the environment of a job's processes
+_JOB_VARIABLES = (b"SLURM_JOB_ID", b"PBS_JOBID", b"LSB_JOBID", b"FLUX_JOB_ID", b"COBALT_JOBID")
+
+
+def _jobs(environ: bytes) -> dict[bytes, bytes]:
+    """The batch scheduler job ids named in an environment (``/proc/PID/environ``)."""
+    found: dict[bytes, bytes] = {}
+    for entry in environ.split(b"\0"):
+        name, _, value = entry.partition(b"=")
+        if name in _JOB_VARIABLES:
+            found[name] = value
+    return found
+
+
+def _started_elsewhere(pid: int, environ: bytes, wanted: bytes, me: int) -> bool:
+    """Whether a process carrying the session's token runs in a batch scheduler's job
+    that the session submitted (its environment names another job than the session's
+    own, or a process without the token, such as slurmstepd, started it): such a job
+    is the scheduler's to end once Parsl cancelled it."""
+    own = _jobs(b"\0".join(k.encode() + b"=" + v.encode() for k, v in os.environ.items()))
+    if any(own.get(name) != job for name, job in _jobs(environ).items()):
+        return True
+    parent = _parent(pid)
+    for _ in range(64):
+        if parent <= 1 or parent == me:
+            return False
+        if wanted not in _read(f"/proc/{parent}/environ"):
+            return True
+        parent = _parent(parent)
+    return False
+
+
 def _session_processes() -> dict[int, str]:
     """Parsl processes started by this session (pid to command line): those below it in
     the process tree, and those that carry its token (HTEX blocks, which a provider
@@ -81,7 +120,10 @@ def _session_processes() -> dict[int, str]:
     candidates = _descendants(me)
     if token:
         for name in os.listdir("/proc"):
-            if name.isdigit() and int(name) != me and wanted in _read(f"/proc/{name}/environ"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            environ = _read(f"/proc/{name}/environ")
+            if wanted in environ and not _started_elsewhere(int(name), environ, wanted, me):
                 candidates.add(int(name))
     found: dict[int, str] = {}
     for pid in candidates:

@@ -256,10 +256,13 @@ def executor_logs(dfk_run_dir: Path) -> dict[str, list[Path]]:
 
 def submit_outputs(dfk_run_dir: Path) -> list[tuple[Path, str | None]]:
     """Each submit script's stderr/stdout file, with its exit code where the provider
-    wrote one (``.ec``)."""
+    wrote one (``.ec``). LocalProvider names them ``.err``/``.out``; the batch
+    schedulers' providers (Slurm, PBS, ...) ``.stderr``/``.stdout``."""
     found: list[tuple[Path, str | None]] = []
     folder = dfk_run_dir / "submit_scripts"
-    for path in sorted(folder.glob("*.err")) + sorted(folder.glob("*.out")):
+    errors = sorted([*folder.glob("*.err"), *folder.glob("*.stderr")])
+    outputs = sorted([*folder.glob("*.out"), *folder.glob("*.stdout")])
+    for path in errors + outputs:
         code_file = path.with_suffix(".ec")
         code = code_file.read_text().strip() if code_file.is_file() else None
         found.append((path, code))
