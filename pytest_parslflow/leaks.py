@@ -143,8 +143,8 @@ def _parsl_threads() -> dict[int, str]:
     return threads
 
 
-def _listening(pid: int) -> set[str]:
-    """``address:port`` of each TCP socket listening in process ``pid``."""
+def _socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds (cheap: no socket table is read)."""
     inodes = set()
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -155,12 +155,23 @@ def _listening(pid: int) -> set[str]:
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
     except OSError:
-        return set()
+        pass
+    return inodes
+
+
+def _listening(pid: int, inodes: set[str] | None = None) -> set[str]:
+    """``address:port`` of each TCP socket listening in process ``pid`` (among ``inodes``,
+    where given). Reading the kernel's socket tables costs milliseconds, so callers ask
+    only about sockets that are new."""
+    if inodes is None:
+        inodes = _socket_inodes(pid)
     if not inodes:
         return set()
     found = set()
     for table in ("tcp", "tcp6"):
         for line in _read(f"/proc/{pid}/net/{table}").decode().splitlines()[1:]:
+            if " 0A " not in line:  # not listening
+                continue
             parts = line.split()
             if len(parts) > 9 and parts[3] == "0A" and parts[9] in inodes:  # 0A: LISTEN
                 host, port = parts[1].split(":")
@@ -184,6 +195,7 @@ class Snapshot:
 
     threads: dict[int, str] = field(default_factory=dict)
     processes: dict[int, str] = field(default_factory=dict)
+    #: inodes of the sockets the test process holds
     sockets: set[str] = field(default_factory=set)
 
 
@@ -191,7 +203,7 @@ def snapshot(with_processes: bool = True) -> Snapshot:
     return Snapshot(
         threads=_parsl_threads(),
         processes=_session_processes() if with_processes else {},
-        sockets=_listening(os.getpid()),
+        sockets=_socket_inodes(os.getpid()),
     )
 
 
@@ -231,14 +243,30 @@ def _end(before: Snapshot) -> None:
                 pass
 
 
+def _parsl_descendants() -> bool:
+    """Whether a Parsl process runs below this one (cheap: no environment is read)."""
+    return any(
+        any(word in _read(f"/proc/{pid}/cmdline") for word in _PARSL_PROCESS_WORDS)
+        for pid in _descendants(os.getpid())
+    )
+
+
 def find_and_end_leaks(before: Snapshot, with_processes: bool) -> list[str]:
     """What Parsl left running since ``before``, one description each; leaked processes
-    (this session's only) are ended, threads can only be named."""
-    now = snapshot(with_processes)
+    (this session's only) are ended, threads can only be named.
+
+    The scan for detached processes reads every process's environment, so it runs only
+    ``with_processes`` (the test ran an executor that starts processes) or when a Parsl
+    process still runs below this one."""
+    with_processes = with_processes or _parsl_descendants()
+    # Parsl's threads may still be on their way out: wait for them (a join returns the
+    # moment a thread ends), for THREAD_GRACE seconds in all
     deadline = time.monotonic() + THREAD_GRACE
-    while set(now.threads) - set(before.threads) and time.monotonic() < deadline:
-        time.sleep(0.02)  # Parsl's threads may still be on their way out
-        now.threads = _parsl_threads()
+    for thread in threading.enumerate():
+        if thread.ident in before.threads or thread.ident not in _parsl_threads():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    now = snapshot(with_processes)
     leaks = [
         f"thread {name!r} (ident {ident}) still running"
         for ident, name in now.threads.items()
@@ -251,9 +279,9 @@ def find_and_end_leaks(before: Snapshot, with_processes: bool) -> list[str]:
         leaks.append(f"process {pid} ({command[:80]}){listening}: ended")
     if new_processes:
         _end(before)
-    for address in sorted(now.sockets - before.sockets):
-        if address in _listening(os.getpid()):
-            leaks.append(f"socket listening on {address} in the test process")
+    new_sockets = now.sockets - before.sockets
+    for address in sorted(_listening(os.getpid(), new_sockets) if new_sockets else ()):
+        leaks.append(f"socket listening on {address} in the test process")
     return leaks
 
 

@@ -76,6 +76,17 @@ class ParslTestRun:
         self.windows.append(TaskWindow(TaskRecorder(dfk, run=len(self.dfks) - 1)))
         return dfk
 
+    def starts_processes(self) -> bool:
+        """Whether any of the test's DFKs has an executor beyond threads, or monitoring:
+        then processes may have been started outside the process tree."""
+        from parsl.executors.threads import ThreadPoolExecutor
+
+        return any(
+            dfk.monitoring is not None
+            or any(not isinstance(e, ThreadPoolExecutor) for e in dfk.executors.values())
+            for dfk in self.dfks
+        )
+
     def tasks(self) -> list[ParslTask]:
         return [task for window in self.windows for task in window.snapshot()]
 

@@ -127,7 +127,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.stash[PHASE_FAILED] = False
     item.stash[REPORT] = ""
     # before Parsl is imported no process of it can run: the /proc scan is skipped
-    item.stash[LEAK_BASELINE] = snapshot(with_processes="parsl" in sys.modules)
+    # Parsl processes of earlier tests were ended after them (or belong to a shared DFK,
+    # when the guard looks for loaded DFKs only): the baseline needs no process scan
+    item.stash[LEAK_BASELINE] = snapshot(with_processes=False)
     if not uses_parsl(item):
         return
     try:
@@ -157,7 +159,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     mode = options_of(item.config).leaks
     before = item.stash.get(LEAK_BASELINE, None)
     if mode != "off" and before is not None and not shared_dfks_alive(item.config):
-        leaks += find_and_end_leaks(before, with_processes=True)
+        run = item.stash.get(TEST_RUN, None)
+        starts_processes = leaked is not None or run is None or run.starts_processes()
+        leaks += find_and_end_leaks(before, with_processes=starts_processes)
     if not leaks or mode == "off":
         return
     message = (
