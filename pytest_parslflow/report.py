@@ -131,7 +131,7 @@ def excerpts(
     the run directory) and the tasks it was searched for."""
     lines: list[str] = []
     # the failed tasks, and on a timeout the ones still running
-    failed = [t for t in tasks if t.failed or not t.done]
+    relevant = [t for t in tasks if t.failed or not t.done]
     dfk_dirs = _dfk_dirs(run)
     bases = [run.run_dir, *dfk_dirs]
 
@@ -143,9 +143,9 @@ def excerpts(
             lines.extend(body)
 
     for index, dfk_dir in enumerate(dfk_dirs):
-        run_failed = [t for t in failed if t.run == index]
-        parsl_ids = [t.id for t in run_failed]
-        executor_ids = [i for t in run_failed for i in t.executor_ids]
+        run_relevant = [t for t in relevant if t.run == index]
+        parsl_ids = [t.id for t in run_relevant]
+        executor_ids = [i for t in run_relevant for i in t.executor_ids]
         log = dfk_dir / "parsl.log"
         if log.is_file():
             about = f"task {_ids(parsl_ids)}" if parsl_ids else ""
@@ -161,20 +161,20 @@ def excerpts(
             chosen = excerpt(path, wanted, max_lines)
             if chosen.task_lines:  # only the worker logs that ran the failed tasks
                 add(path, about, chosen.lines)
-        app_failed = all(t.frames and t.frames[-1] for t in run_failed)
+        app_failed = all(t.frames and t.frames[-1] for t in run_relevant)
         for path, code in submit_outputs(dfk_dir):
             # LocalProvider writes "-" to the .ec file while the block runs
             ended_badly = code not in (None, "-", "0")
             if (ended_badly or not app_failed) and path.stat().st_size:
                 about = f"exit code {code}" if ended_badly else "block still running"
                 add(path, about, tail_of(path, max_lines))
-    for task in failed:
+    for task in relevant:
         for stream in (task.stdout, task.stderr):
             if stream and os.path.isfile(stream):
                 add(Path(stream), f"task {task.id} {task.app}", tail_of(Path(stream), max_lines))
     for path in extra:
         if path.is_file():
-            add(path, "", excerpt(path, task_pattern(t.id for t in failed), max_lines).lines)
+            add(path, "", excerpt(path, task_pattern(t.id for t in relevant), max_lines).lines)
     return lines
 
 

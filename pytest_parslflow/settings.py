@@ -7,7 +7,7 @@ immutable :class:`ParslSettings` value.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,8 +227,3 @@ def build_settings(
             "checkpoint_period='HH:MM:SS'"
         )
     return ParslSettings(executor=executor, explicit=explicit, **merged)
-
-
-def describe_settings(settings: ParslSettings) -> Mapping[str, object]:
-    """The settings as a plain mapping (for messages and shared-DFK keys)."""
-    return {name: getattr(settings, name) for name in ARGUMENTS}
