@@ -21,6 +21,29 @@ def slow(seconds):
 """
 
 
+# blocks that cannot start, by test name: a failing worker_init, a missing worker command
+BROKEN_BLOCKS = """
+import pytest
+from pytest_parslflow.config import builtin_config
+
+BREAKS = {
+    "test_bad_worker_init": ("worker_init", "echo 'module load cuda: no such module' >&2; exit 3"),
+    "test_missing_worker_command": ("launch_cmd", "no-such-worker-command --flag"),
+    "test_broken_block": ("worker_init", "echo 'no scratch space' >&2; exit 1"),
+}
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_parslflow_make_config(request, settings):
+    if request.node.name not in BREAKS:
+        return None
+    config = builtin_config(settings)
+    executor = config.executors[0]
+    name, value = BREAKS[request.node.name]
+    setattr(executor.provider if name == "worker_init" else executor, name, value)
+    return config
+"""
+
+
 def _marked_processes(mark: str) -> list[int]:
     """Processes whose environment carries ``CHAOS_MARK=mark``."""
     wanted = f"CHAOS_MARK={mark}\0".encode()
@@ -137,22 +160,7 @@ def test_next_runs_on_a_clean_slate():
 def test_broken_blocks_and_a_dead_interchange_fail_fast_with_their_cause(
     pytester: pytest.Pytester, run_parslflow
 ) -> None:
-    pytester.makeconftest(
-        """
-import pytest
-from pytest_parslflow.config import builtin_config
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_parslflow_make_config(request, settings):
-    config = builtin_config(settings)
-    executor = config.executors[0]
-    if request.node.name == "test_bad_worker_init":
-        executor.provider.worker_init = "echo 'module load cuda: no such module' >&2; exit 3"
-    if request.node.name == "test_missing_worker_command":
-        executor.launch_cmd = "no-such-worker-command --flag"
-    return config
-"""
-    )
+    pytester.makeconftest(BROKEN_BLOCKS)
     pytester.makepyfile(
         SLOW_APP
         + """
@@ -282,20 +290,6 @@ def test_htex_shared_passes(i):
     assert work(i).result() == i
 """
 
-CHAOS_CONFTEST = """
-import pytest
-from pytest_parslflow.config import builtin_config
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_parslflow_make_config(request, settings):
-    if request.node.name != "test_broken_block":
-        return None
-    config = builtin_config(settings)
-    config.executors[0].provider.worker_init = "echo 'no scratch space' >&2; exit 1"
-    return config
-
-"""
-
 
 @pytest.mark.htex
 def test_chaos_session_under_xdist_leaves_nothing_behind(
@@ -303,7 +297,7 @@ def test_chaos_session_under_xdist_leaves_nothing_behind(
 ) -> None:
     mark = uuid.uuid4().hex
     monkeypatch.setenv("CHAOS_MARK", mark)
-    pytester.makeconftest(CHAOS_CONFTEST)
+    pytester.makeconftest(BROKEN_BLOCKS)
     pytester.makepyfile(test_chaos=CHAOS, test_chaos_shared=CHAOS_SHARED)
     result = pytester.runpytest_subprocess(
         "-p", "parslflow", "-p", "rerunfailures", "-p", "xdist", "-n", "2", "-p", "no:randomly"
