@@ -273,7 +273,7 @@ def find_and_end_leaks(before: Snapshot, with_processes: bool) -> list[str]:
         if ident not in before.threads
     ]
     new_processes = {pid: cmd for pid, cmd in now.processes.items() if pid not in before.processes}
-    for pid, command in new_processes.items():
+    for pid, command in sorted(new_processes.items()):
         ports = sorted(_listening(pid))
         listening = f", listening on {', '.join(ports)}" if ports else ""
         leaks.append(f"process {pid} ({command[:80]}){listening}: ended")

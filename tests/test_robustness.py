@@ -92,13 +92,19 @@ def test_nothing_of_them_remains():
     )
     result = run_parslflow("-v")
     result.assert_outcomes(passed=3, errors=2)
-    result.stdout.fnmatch_lines(
-        [
-            "*test_forgets_an_htex leaked Parsl resources: thread 'JobStatusPoller-*"
-            "process * (parsl: HTEX interchange), listening on *127.0.0.1:*: ended*"
-            "process * (*_htex_pool.py*): ended*socket listening on *127.0.0.1:* in the test process*",
-        ]
-    )
+    (line,) = [
+        line
+        for line in result.stdout.lines
+        if "test_forgets_an_htex leaked Parsl resources" in line
+    ]
+    for part in (
+        "thread 'JobStatusPoller-",
+        "(parsl: HTEX interchange), listening on ",
+        "_htex_pool.py",
+        "): ended",
+        " in the test process",
+    ):
+        assert part in line, (part, line)
     result.stdout.fnmatch_lines(
         [
             "*test_leaves_a_thread_app_running leaked Parsl resources: thread 'ThreadPoolExecutor-threads_0'*"
