@@ -129,8 +129,16 @@ def _session_processes() -> dict[int, str]:
     for pid in candidates:
         command = _read(f"/proc/{pid}/cmdline")
         if command and not _zombie(pid) and any(w in command for w in _PARSL_PROCESS_WORDS):
-            found[pid] = command.replace(b"\0", b" ").strip().decode(errors="replace")
+            found[pid] = _describe(command)
     return found
+
+
+def _describe(command: bytes) -> str:
+    """A process's command line, short enough for a one-line report whatever the
+    checkout's path: each absolute path is cut to its last component
+    (``python _htex_pool.py ...``, ``bash cmd_htex_local_0.sh``)."""
+    words = command.rstrip(b"\0").decode(errors="replace").split("\0")
+    return " ".join(os.path.basename(w) if w.startswith("/") else w for w in words)
 
 
 def _parsl_threads() -> dict[int, str]:
