@@ -203,11 +203,12 @@ def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL)
                         kind = "debug"
                 first, latest = kinds[kind]
                 (first if len(first) < half else latest).append((number, text))
-            lines_here = data.count(b"\n", 0, cut)
+            # the newlines after the last hit: each newline of the chunk is counted once
+            number += data.count(b"\n", cursor, cut)
             ending = _last_lines(data, cut, tail)
-            for offset, text in enumerate(ending, start=total + lines_here - len(ending)):
+            for offset, text in enumerate(ending, start=number - len(ending)):
                 last.append((offset, text))
-            total += lines_here
+            total = number
     found: dict[str, list[_Hit]] = {k: [*first, *latest] for k, (first, latest) in kinds.items()}
     found["tail"] = list(last)
     chosen = _select(_ranked(found, max_lines), total, max_lines)
