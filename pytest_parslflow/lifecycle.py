@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import shutil
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,14 +66,12 @@ class ParslTestRun:
         return self.dfks[-1] if self.dfks else None
 
     def load(self, config: Config) -> DataFlowKernel:
-        import parsl
-
         from pytest_parslflow.tasks import TaskRecorder, TaskWindow
 
         if config.monitoring is not None and config.monitoring.workflow_name is None:
             # else Parsl names the workflow after the first non-Parsl file on the stack
             config.monitoring.workflow_name = self.name or None
-        dfk = parsl.load(config)
+        dfk = load_dfk(config)
         self.dfks.append(dfk)
         self.windows.append(TaskWindow(TaskRecorder(dfk, run=len(self.dfks) - 1)))
         return dfk
@@ -146,12 +146,49 @@ def _do_not_wait_for_threads(dfk: DataFlowKernel) -> None:
             )
 
 
+_Handlers = list[tuple[logging.Logger, logging.Handler]]
+#: each DFK the plugin loaded: the handlers of its ``parsl.log``, found at load (a test
+#: may clean up its DFK itself, and current Parsl then detaches them, still open)
+_LOG_FILES: weakref.WeakKeyDictionary[DataFlowKernel, _Handlers] = weakref.WeakKeyDictionary()
+
+
+def load_dfk(config: Config) -> DataFlowKernel:
+    """``parsl.load(config)``, noting the DFK's ``parsl.log`` handlers for its cleanup."""
+    import parsl
+
+    dfk = parsl.load(config)
+    _LOG_FILES[dfk] = _log_file_handlers(dfk)
+    return dfk
+
+
+def _log_file_handlers(dfk: DataFlowKernel) -> _Handlers:
+    """The handlers writing ``dfk``'s own ``parsl.log``, with the loggers holding them."""
+    path = os.path.abspath(os.path.join(dfk.run_dir, "parsl.log"))
+    return [
+        (logger, handler)
+        for logger in (logging.getLogger("parsl"), logging.getLogger("concurrent.futures"))
+        for handler in logger.handlers
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == path
+    ]
+
+
+def _close_log_file(handlers: _Handlers) -> None:
+    """Detach and close a DFK's ``parsl.log`` handler. Parsl's cleanup leaves it open
+    (current Parsl detaches it without closing it, Parsl 2025.1 does not even detach it):
+    one open file per test while the plugin keeps the DFK for its report, and on 2025.1
+    every later test's lines written into every earlier test's ``parsl.log``."""
+    for logger, handler in handlers:
+        logger.removeHandler(handler)
+        handler.close()
+
+
 def cleanup_dfk(dfk: DataFlowKernel) -> BaseException | None:
-    """Clean up ``dfk`` (once, within ``CLEANUP_GRACE`` seconds) and make sure it is no
-    longer the loaded DFK. Returns what went wrong, if anything."""
+    """Clean up ``dfk`` (once, within ``CLEANUP_GRACE`` seconds), close its ``parsl.log``
+    and make sure it is no longer the loaded DFK. Returns what went wrong, if anything."""
     from parsl.dataflow.dflow import DataFlowKernelLoader
 
     errors: list[BaseException] = []
+    log_file = _LOG_FILES.pop(dfk, None) or _log_file_handlers(dfk)
     if not dfk.cleanup_called:
         _do_not_wait_for_threads(dfk)
 
@@ -171,6 +208,7 @@ def cleanup_dfk(dfk: DataFlowKernel) -> BaseException | None:
                     f"{CLEANUP_GRACE:.0f} s; its executors' processes are ended"
                 )
             )
+    _close_log_file(log_file)
     if DataFlowKernelLoader._dfk is dfk:
         DataFlowKernelLoader.clear()
     return errors[0] if errors else None

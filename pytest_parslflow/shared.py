@@ -22,6 +22,7 @@ from pytest_parslflow.lifecycle import (
     ParslTestRun,
     cleanup_dfk,
     keep_run_dir,
+    load_dfk,
     load_problem,
     remove_run_base,
 )
@@ -141,9 +142,7 @@ class SharedRuns:
             problem = load_problem(run, config, builtin)
             if problem:
                 pytest.fail(f"{item.nodeid}: {problem}", pytrace=False)
-            import parsl
-
-            shared.dfk = parsl.load(config)
+            shared.dfk = load_dfk(config)
             shared.dfks.append(shared.dfk)
             shared.recorder = TaskRecorder(shared.dfk, run=shared.loads)
             shared.loads += 1

@@ -77,3 +77,57 @@ def test_a_test_that_forgets_its_own_dfk(
     result.assert_outcomes(**outcomes)
     if line:
         result.stdout.fnmatch_lines([line])
+
+
+def test_each_parsl_log_is_closed_after_its_test(pytester: pytest.Pytester, run_parslflow) -> None:
+    """Parsl's cleanup leaves its parsl.log handler open (current Parsl detaches it, Parsl
+    2025.1 does not even detach it): one open file per test, and on 2025.1 every later
+    test's lines written into every earlier test's parsl.log."""
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+        from parsl import python_app
+
+        @python_app
+        def first_app():
+            return 1
+
+        @python_app
+        def second_app():
+            return 2
+
+        def open_parsl_logs():
+            found = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    target = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    continue
+                if target.endswith("parsl.log") or target.endswith("parsl.log (deleted)"):
+                    found.append(target)
+            return found
+
+        @pytest.mark.parsl
+        def test_first(parsl_run_dir):
+            assert first_app().result() == 1
+
+        @pytest.mark.parsl
+        def test_second(parsl_run_dir):
+            assert second_app().result() == 2
+            assert open_parsl_logs() == [str(parsl_run_dir / "000" / "parsl.log")]
+
+        @pytest.mark.parsl
+        def test_cleans_up_itself(parsl_dfk):
+            assert first_app().result() == 1
+            parsl_dfk.cleanup()
+
+        def test_after_them():
+            assert open_parsl_logs() == []
+        """
+    )
+    result = run_parslflow("--parsl-keep", "all")
+    result.assert_outcomes(passed=4)
+    first = next(pytester.path.glob("**/test_first*/runinfo/000/parsl.log")).read_text()
+    assert "first_app" in first
+    assert "second_app" not in first
