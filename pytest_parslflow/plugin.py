@@ -206,4 +206,6 @@ def pytest_runtest_makereport(
             if not keep:
                 remove_run_base(run.base)
         report.parslflow = summary_data(run, run.base if keep else None)  # type: ignore[attr-defined]
+        # the test is over: its DFKs and task records need not live as long as the session
+        del item.stash[TEST_RUN]
     return report

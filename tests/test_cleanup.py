@@ -131,3 +131,42 @@ def test_each_parsl_log_is_closed_after_its_test(pytester: pytest.Pytester, run_
     first = next(pytester.path.glob("**/test_first*/runinfo/000/parsl.log")).read_text()
     assert "first_app" in first
     assert "second_app" not in first
+
+
+def test_a_finished_test_keeps_no_dfk_alive(pytester: pytest.Pytester, run_parslflow) -> None:
+    """The plugin holds a test's DFKs and task records for its report only: a long session
+    does not accumulate them."""
+    pytester.makepyfile(
+        """
+        import gc
+        import pytest
+        from parsl import python_app
+        from parsl.dataflow.dflow import DataFlowKernel
+
+        @python_app
+        def one():
+            return 1
+
+        @python_app
+        def boom():
+            raise ValueError("boom")
+
+        @pytest.mark.parsl
+        @pytest.mark.parametrize("i", range(3))
+        def test_uses_parsl(i, parsl_tasks):
+            assert one().result() == 1
+            assert len(parsl_tasks) == 1
+
+        @pytest.mark.parsl(retries=1)
+        def test_a_task_fails(parsl_tasks):
+            with pytest.raises(ValueError):
+                boom().result()
+            assert len(parsl_tasks[0].exceptions) == 2
+
+        def test_after_them():
+            gc.collect()
+            assert [o for o in gc.get_objects() if isinstance(o, DataFlowKernel)] == []
+        """
+    )
+    result = run_parslflow()
+    result.assert_outcomes(passed=5)
