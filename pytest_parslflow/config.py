@@ -6,6 +6,7 @@ import it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import os
@@ -135,6 +136,7 @@ def builtin_config(settings: ParslSettings, rootdir: Path | None = None) -> Conf
     )
 
 
+@functools.cache
 def _config_takes_checkpoints() -> bool:
     """Older Parsl keeps checkpoint and cache settings on Config, newer on BasicMemoizer."""
     from parsl.config import Config

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
 import re
 import shutil
 import sys
@@ -229,6 +230,38 @@ def keep_run_dir(keep: str, failed: bool) -> bool:
 
 def remove_run_base(base: Path) -> None:
     shutil.rmtree(base, ignore_errors=True)
+
+
+class RunDirRemover:
+    """Removes finished tests' run directories in a background thread, while the next
+    test runs (an HTEX run directory holds dozens of files); :meth:`flush` waits until
+    every one handed over is gone."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def remove(self, base: Path) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="parslflow-run-dir-remover", daemon=True
+            )
+            self._thread.start()
+        self._queue.put(base)
+
+    def _run(self) -> None:
+        while (base := self._queue.get()) is not None:
+            remove_run_base(base)
+
+    def flush(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+
+#: the session's :class:`RunDirRemover`
+REMOVER = pytest.StashKey[RunDirRemover]()
 
 
 #: the validated settings of a Parsl test, in ``item.stash``

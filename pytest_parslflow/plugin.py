@@ -32,14 +32,15 @@ from pytest_parslflow.lifecycle import (
     LEAK_BASELINE,
     PARSL_FIXTURES,
     PHASE_FAILED,
+    REMOVER,
     REPORT,
     TEST_RUN,
+    RunDirRemover,
     cleanup_dfk,
     item_settings,
     keep_run_dir,
     loaded_dfk,
     quiet_parsl_in_captured_logs,
-    remove_run_base,
     shared_dfks_alive,
     uses_parsl,
 )
@@ -83,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     quiet_parsl_in_captured_logs(session.config)
+    session.config.stash[REMOVER] = RunDirRemover()
 
 
 @pytest.hookimpl(trylast=True)
@@ -91,6 +93,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     session outlives it."""
     if "parsl" in sys.modules:
         end_session_processes()
+    if REMOVER in session.config.stash:
+        session.config.stash[REMOVER].flush()
 
 
 @pytest.hookimpl(trylast=True)
@@ -204,7 +208,7 @@ def pytest_runtest_makereport(
         else:
             keep = keep_run_dir(options.keep, item.stash.get(PHASE_FAILED, False))
             if not keep:
-                remove_run_base(run.base)
+                item.config.stash[REMOVER].remove(run.base)
         report.parslflow = summary_data(run, run.base if keep else None)  # type: ignore[attr-defined]
         # the test is over: its DFKs and task records need not live as long as the session
         del item.stash[TEST_RUN]
