@@ -151,19 +151,25 @@ def _parsl_threads() -> dict[int, str]:
     return threads
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    """The inodes of the sockets process ``pid`` holds (cheap: no socket table is read)."""
-    inodes = set()
+def _descriptors(pid: int) -> set[str]:
+    """The numbers of the file descriptors process ``pid`` holds."""
     try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+        return set(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
-        pass
+        return set()
+
+
+def _socket_inodes(pid: int, descriptors: set[str] | None = None) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds (among ``descriptors``, where
+    given; cheap: no socket table is read)."""
+    inodes = set()
+    for fd in _descriptors(pid) if descriptors is None else descriptors:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
     return inodes
 
 
@@ -203,15 +209,17 @@ class Snapshot:
 
     threads: dict[int, str] = field(default_factory=dict)
     processes: dict[int, str] = field(default_factory=dict)
-    #: inodes of the sockets the test process holds
-    sockets: set[str] = field(default_factory=set)
+    #: the test process's file descriptors: a socket opened since holds a new one (a
+    #: number closed and reused in between goes unnoticed; the threads and processes
+    #: behind a leaked socket do not)
+    descriptors: set[str] = field(default_factory=set)
 
 
 def snapshot(with_processes: bool = True) -> Snapshot:
     return Snapshot(
         threads=_parsl_threads(),
         processes=_session_processes() if with_processes else {},
-        sockets=_socket_inodes(os.getpid()),
+        descriptors=_descriptors(os.getpid()),
     )
 
 
@@ -287,7 +295,7 @@ def find_and_end_leaks(before: Snapshot, with_processes: bool) -> list[str]:
         leaks.append(f"process {pid} ({command[:80]}){listening}: ended")
     if new_processes:
         _end(before)
-    new_sockets = now.sockets - before.sockets
+    new_sockets = _socket_inodes(os.getpid(), now.descriptors - before.descriptors)
     for address in sorted(_listening(os.getpid(), new_sockets) if new_sockets else ()):
         leaks.append(f"socket listening on {address} in the test process")
     return leaks
