@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_parslflow.config import ConfigFileError, make_config
 from pytest_parslflow.lifecycle import (
     TEST_RUN,
     ParslRestart,
@@ -64,6 +63,8 @@ def parsl_run_dir(request: pytest.FixtureRequest) -> Path:
 def parsl_config(request: pytest.FixtureRequest) -> Config:
     """The ``parsl.config.Config`` this test will load; override it in a conftest to supply
     your own (the plugin still sets its ``run_dir`` and the marker's explicit settings)."""
+    from pytest_parslflow.config import ConfigFileError, make_config
+
     run = _test_run(request)
 
     def fresh_config() -> tuple[Config, bool]:

@@ -12,11 +12,10 @@ import os
 import signal
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
-#: the environment variable carrying this session's token
-TOKEN_VARIABLE = "PARSLFLOW_SESSION"
+from pytest_parslflow.lifecycle import TOKEN_VARIABLE
+
 #: seconds a leaked process gets to exit on SIGTERM before SIGKILL
 KILL_GRACE = 2.0
 #: seconds to let Parsl's own threads finish exiting after a cleanup
@@ -31,13 +30,6 @@ _PARSL_THREAD_PREFIXES = (
     "Interchange",
     "Monitoring",
 )
-
-
-def mark_session() -> str:
-    """Give this process (and so everything it starts) the session's token."""
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    os.environ[TOKEN_VARIABLE] = token
-    return token
 
 
 def _read(path: str) -> bytes:

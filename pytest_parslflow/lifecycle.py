@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import threading
+import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,19 @@ class ParslTestRun:
         errors = [error for dfk in self.dfks if (error := cleanup_dfk(dfk)) is not None]
         if errors:
             raise errors[0]
+
+
+#: the environment variable carrying this session's token, which every process the
+#: session starts inherits (HTEX blocks too, which a provider detaches from the process
+#: tree): the leak guard ends only processes that carry it
+TOKEN_VARIABLE = "PARSLFLOW_SESSION"
+
+
+def mark_session() -> str:
+    """Give this process (and so everything it starts) the session's token."""
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    os.environ[TOKEN_VARIABLE] = token
+    return token
 
 
 #: per-test record of what Parsl did, in ``item.stash``

@@ -22,12 +22,6 @@ from pytest_parslflow.fixtures import (
     parsl_run_dir,
     parsl_tasks,
 )
-from pytest_parslflow.leaks import (
-    end_session_processes,
-    find_and_end_leaks,
-    mark_session,
-    snapshot,
-)
 from pytest_parslflow.lifecycle import (
     LEAK_BASELINE,
     PARSL_FIXTURES,
@@ -40,6 +34,7 @@ from pytest_parslflow.lifecycle import (
     item_settings,
     keep_run_dir,
     loaded_dfk,
+    mark_session,
     quiet_parsl_in_captured_logs,
     shared_dfks_alive,
     uses_parsl,
@@ -92,6 +87,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Whatever the checks allowed (``--parsl-leaks off``), no Parsl process of this
     session outlives it."""
     if "parsl" in sys.modules:
+        from pytest_parslflow.leaks import end_session_processes
+
         end_session_processes()
     if REMOVER in session.config.stash:
         session.config.stash[REMOVER].flush()
@@ -133,6 +130,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # before Parsl is imported no process of it can run: the /proc scan is skipped
     # Parsl processes of earlier tests were ended after them (or belong to a shared DFK,
     # when the guard looks for loaded DFKs only): the baseline needs no process scan
+    from pytest_parslflow.leaks import snapshot
+
     item.stash[LEAK_BASELINE] = snapshot(with_processes=False)
     if not uses_parsl(item):
         return
@@ -165,6 +164,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     if mode != "off" and before is not None and not shared_dfks_alive(item.config):
         run = item.stash.get(TEST_RUN, None)
         starts_processes = leaked is not None or run is None or run.starts_processes()
+        from pytest_parslflow.leaks import find_and_end_leaks
+
         leaks += find_and_end_leaks(before, with_processes=starts_processes)
     if not leaks or mode == "off":
         return
