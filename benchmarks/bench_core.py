@@ -51,9 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -61,6 +59,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from _common import Session, pytest_command, run_session
 
 PYTEST_INI = "[pytest]\n"
 SESSION_TIMEOUT_S = 900.0
@@ -149,15 +149,6 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @dataclass(frozen=True)
-class Session:
-    """One finished pytest subprocess."""
-
-    wall_s: float
-    returncode: int
-    output: str
-
-
-@dataclass(frozen=True)
 class Row:
     """One line of the result table."""
 
@@ -173,47 +164,10 @@ def run_pytest(
     suite: Path, plugin: str, extra: Sequence[str], env: dict[str, str | None] | None = None
 ) -> Session:
     """Run pytest on ``suite`` in a subprocess (own process group) and time it."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        plugin,
-        "--rootdir",
-        str(suite),
-        "-c",
-        str(suite / "pytest.ini"),
-        *extra,
-        str(suite),
-    ]
-    child_env = dict(os.environ)
-    child_env.pop("PYTEST_ADDOPTS", None)
-    for name, value in (env or {}).items():
-        if value is None:
-            child_env.pop(name, None)
-        else:
-            child_env[name] = value
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=suite,
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    command = pytest_command(
+        "-q", "-p", plugin, "--rootdir", str(suite), "-c", str(suite / "pytest.ini"), *extra
     )
-    try:
-        output, _ = proc.communicate(timeout=SESSION_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        raise RuntimeError(f"pytest session timed out: {' '.join(cmd)}\n{output[-3000:]}") from None
-    wall = time.perf_counter() - start
-    return Session(wall_s=wall, returncode=proc.returncode, output=output)
+    return run_session([*command, str(suite)], suite, env, SESSION_TIMEOUT_S)
 
 
 def write_suite(root: Path, name: str, files: dict[str, str]) -> Path:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import textwrap
 import uuid
 from pathlib import Path
+
+from _common import pytest_command, run_session
 
 TIMEOUT = 3.0
 BAD_INIT = "test_bad_worker_init"
@@ -100,27 +100,14 @@ def main() -> None:
         (folder / "conftest.py").write_text(textwrap.dedent(CONFTEST))
         (folder / "test_faults.py").write_text(textwrap.dedent(TESTS))
         out = folder / "durations.json"
-        env = dict(os.environ, BENCH_DURATIONS=str(out), BENCH_MARK=mark)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "parslflow",
-                "-p",
-                "no:cacheprovider",
-                f"--basetemp={folder / 'tmp'}",
-                "-q",
-            ],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
+        done = run_session(
+            pytest_command("-p", "parslflow", f"--basetemp={folder / 'tmp'}", "-q"),
+            folder,
+            {"BENCH_DURATIONS": str(out), "BENCH_MARK": mark},
         )
         durations: dict[str, dict[str, float]] = json.loads(out.read_text())
         leftovers = _marked(mark)
-        reported = [line for line in done.stdout.splitlines() if "leaked Parsl resources" in line]
+        reported = [line for line in done.output.splitlines() if "leaked Parsl resources" in line]
 
     def total(name: str) -> float:
         return sum(durations[f"test_faults.py::{name}"].values())

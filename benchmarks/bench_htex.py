@@ -30,7 +30,6 @@ import argparse
 import os
 import re
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from _common import pytest_command, run_session
 
 CONFTEST = """
 import os
@@ -200,41 +200,22 @@ def run_variant(variant: Variant, workdir: Path, round_number: int) -> Result:
     name = f"{variant.key}{round_number}"
     basetemp = workdir / f"basetemp-{name}"
     junit = workdir / f"junit-{name}.xml"
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
+    command = pytest_command(
         variant.test_file,
         *variant.args,
-        "-p",
-        "no:cacheprovider",
         "-p",
         "no:randomly",
         "-vv",
         "--durations=0",
         f"--basetemp={basetemp}",
         f"--junitxml={junit}",
-    ]
-    env = {**os.environ, **variant.env}
-    env.pop("PYTEST_ADDOPTS", None)
-    if "PYTHONPATH" not in variant.env:
-        env.pop("PYTHONPATH", None)
-    process = subprocess.Popen(
-        command,
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
-    try:
-        output, _ = process.communicate()
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        leaked = reap_session(process.pid)
+    env: dict[str, str | None] = {**variant.env}
+    if "PYTHONPATH" not in variant.env:
+        env["PYTHONPATH"] = None
+    session = run_session(command, workdir, env)
+    leaked = reap_session(session.pid)
+    output = session.output
     (workdir / f"output-{name}.txt").write_text(output)
     phases: dict[str, list[float]] = {"setup": [], "call": [], "teardown": []}
     for line in output.splitlines():
@@ -250,7 +231,7 @@ def run_variant(variant: Variant, workdir: Path, round_number: int) -> Result:
         [*(f"{k}={shlex.quote(v)}" for k, v in variant.env.items() if k != "PATH"), "pytest"]
         + [shlex.quote(arg) for arg in command[3:]]
     )
-    return Result(variant, shown, process.returncode, totals, phases, run_dirs, leaked)
+    return Result(variant, shown, session.returncode, totals, phases, run_dirs, leaked)
 
 
 # --- the start-up breakdown, from Parsl's own log lines -----------------------

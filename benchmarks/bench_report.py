@@ -54,10 +54,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -70,6 +68,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
+
+from _common import pytest_command, run_session
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -577,14 +577,9 @@ def test_many_tasks() -> None:
 
 
 def run_pytest(suite: Path, extra: Sequence[str]) -> str:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
+    command = pytest_command(
         "-p",
         "parslflow",
-        "-p",
-        "no:cacheprovider",
         "--rootdir",
         str(suite),
         "-c",
@@ -593,25 +588,8 @@ def run_pytest(suite: Path, extra: Sequence[str]) -> str:
         str(suite / "basetemp"),
         *extra,
         str(suite / "test_report_size.py"),
-    ]
-    env = dict(os.environ)
-    env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.Popen(
-        cmd,
-        cwd=suite,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
     )
-    try:
-        output, _ = proc.communicate(timeout=PYTEST_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return output
+    return run_session(command, suite, timeout=PYTEST_TIMEOUT_S).output
 
 
 def parsl_section(output: str) -> list[str]:

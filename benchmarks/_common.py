@@ -1,0 +1,70 @@
+"""What the benchmark scripts share: running a pytest session in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Session:
+    """One finished pytest subprocess: wall time, exit code, output and pid (the leader
+    of its own process group)."""
+
+    wall_s: float
+    returncode: int
+    output: str
+    pid: int
+
+
+def pytest_command(*args: str) -> list[str]:
+    """``python -m pytest -p no:cacheprovider <args>`` with this interpreter."""
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+
+
+def run_session(
+    command: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str | None] | None = None,
+    timeout: float | None = None,
+) -> Session:
+    """Run ``command`` in its own process group with this environment, less
+    ``PYTEST_ADDOPTS`` and with ``env`` applied (``None`` removes a variable). The group is
+    killed if the session overruns ``timeout`` (then :class:`RuntimeError`) or this
+    process is interrupted."""
+    child_env = dict(os.environ)
+    child_env.pop("PYTEST_ADDOPTS", None)
+    for name, value in (env or {}).items():
+        if value is None:
+            child_env.pop(name, None)
+        else:
+            child_env[name] = value
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise RuntimeError(
+            f"pytest session timed out after {timeout} s: {' '.join(command)}\n{output[-3000:]}"
+        ) from None
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return Session(time.perf_counter() - start, process.returncode, output, process.pid)
