@@ -17,7 +17,7 @@ import pytest
 from parsl.app.errors import BashExitFailure
 from parsl.data_provider.files import File
 from parsl.dataflow.errors import DependencyError
-from pytest_parslflow.tasks import ParslTasks
+from pytest_parslflow import ParslTasks
 
 from stationqc import (
     MalformedRecord,

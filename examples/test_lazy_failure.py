@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from parsl.dataflow.errors import DependencyError
-from pytest_parslflow.tasks import ParslTasks
+from pytest_parslflow import ParslTasks
 
 from heatsweep import NumericalInstability, completed, sweep
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pytest_parslflow.lifecycle import ParslRestart
-from pytest_parslflow.tasks import ParslTasks
+from pytest_parslflow import ParslRestart, ParslTasks
 
 from heatsweep import completed, simulate, sweep
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pytest_parslflow.monitoring import ParslMonitoring
+from pytest_parslflow import ParslMonitoring
 
 from kmerscreen import SampleSpec, screen_samples
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from parsl.data_provider.files import File
 from parsl.executors.high_throughput.errors import WorkerLost
-from pytest_parslflow.faults import ParslFaults
-from pytest_parslflow.tasks import ParslTasks
+from pytest_parslflow import ParslFaults, ParslTasks
 
 from kmerscreen import MirrorUnavailable, count_kmers, fetch_adapter_panel, retry_transient
 

@@ -7,9 +7,15 @@ classes below are imported only when first asked for.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_parslflow.settings import ParslSettings
+
+if TYPE_CHECKING:  # for type checkers; at run time imported on first use, below
+    from pytest_parslflow.faults import InjectedFault, ParslFaults
+    from pytest_parslflow.lifecycle import ParslRestart, ParslRestartError
+    from pytest_parslflow.monitoring import ParslMonitoring
+    from pytest_parslflow.tasks import ParslTask, ParslTasks
 
 __version__ = "0.1.0"
 
@@ -22,7 +28,17 @@ _LAZY = {
     "ParslRestart": "pytest_parslflow.lifecycle",
     "ParslRestartError": "pytest_parslflow.lifecycle",
 }
-__all__ = ["ParslSettings", "__version__", *_LAZY]
+__all__ = [
+    "InjectedFault",
+    "ParslFaults",
+    "ParslMonitoring",
+    "ParslRestart",
+    "ParslRestartError",
+    "ParslSettings",
+    "ParslTask",
+    "ParslTasks",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

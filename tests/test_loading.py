@@ -56,3 +56,19 @@ def test_plain(i, tmp_path):
     result = pytester.runpytest_subprocess("-p", "parslflow", "-s", "--strict-markers")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*parsl imported: False*"])
+
+
+def test_public_names_resolve_without_importing_parsl() -> None:
+    """Everything in ``pytest_parslflow.__all__`` (what tests annotate fixtures with)
+    resolves, and importing the package does not import Parsl."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pytest_parslflow as p\n"
+        "assert 'parsl' not in sys.modules\n"
+        "print(sorted(n for n in p.__all__ if getattr(p, n) is None))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from parsl import bash_app, python_app
-from pytest_parslflow.faults import ParslFaults
+from pytest_parslflow import ParslFaults
 
 
 @python_app
