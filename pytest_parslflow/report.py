@@ -68,6 +68,7 @@ def _task_lines(task: ParslTask) -> list[str]:
     lines = [
         f"{head}  tries={task.tries}  executor={task.executor}"
         + (f"  executor ids {ids}" if ids else "")
+        + (f"  root: task {task.root}" if task.root not in (None, task.id) else "")
     ]
     frames_per_try = list(task.frames) + [()] * (len(task.exceptions) - len(task.frames))
     for number, (exc, frames) in enumerate(zip(task.exceptions, frames_per_try, strict=True)):

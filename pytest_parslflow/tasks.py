@@ -33,8 +33,8 @@ class ParslTask:
     ``tries`` counts how often its body was started (0 for ``dep_fail`` and
     ``memo_done``); ``exceptions`` has one exception per failed try, not only
     the last; ``executor_ids`` one executor task id per try (HTEX), ``depends_on``
-    the ids of the tasks it waited on, ``root`` for a ``dep_fail`` the failed
-    task that caused it.
+    the ids of the tasks it waited on, ``root`` for a ``dep_fail`` (and for a join
+    app failed by the apps it joined) the task whose own failure caused it.
     """
 
     id: int
@@ -114,6 +114,8 @@ class _Tracking:
     stdout: str | None = None
     stderr: str | None = None
     future: Future[Any] | None = None
+    #: for a join app failed by the apps it joined: their task ids
+    join_failures: tuple[int, ...] = ()
 
 
 def _dependency_ids(task_record: Any, dfk: DataFlowKernel) -> tuple[int, ...]:
@@ -146,6 +148,7 @@ class TaskRecorder:
         update_state: Callable[..., None] = getattr(dfk, state_name)
         launch: Callable[..., Future[Any]] = dfk.launch_task
         exec_update: Callable[..., None] = dfk.handle_exec_update
+        join_update: Callable[..., None] = dfk.handle_join_update
 
         def state_changed(task_record: Any, new_state: Any) -> None:
             update_state(task_record, new_state)
@@ -160,9 +163,14 @@ class TaskRecorder:
             self._try_ended(task_record, future)
             exec_update(task_record, future)
 
+        def join_ended(task_record: Any, inner_app_future: Future[Any] | None) -> None:
+            join_update(task_record, inner_app_future)
+            self._join_ended(task_record)
+
         setattr(dfk, state_name, state_changed)
         dfk.launch_task = launched  # type: ignore[method-assign]
         dfk.handle_exec_update = try_ended  # type: ignore[method-assign]
+        dfk.handle_join_update = join_ended  # type: ignore[method-assign]
 
     def _state(self, task_record: Any, state: str) -> None:
         with self._lock:
@@ -224,21 +232,64 @@ class TaskRecorder:
                 tracking.exceptions.append(exc)
                 tracking.frames.append(frames)
 
+    def _join_ended(self, task_record: Any) -> None:
+        """A join app failed by the apps it joined: Parsl fails it with a ``JoinError``
+        outside any try, so it is recorded here with the ids of the failed inner tasks."""
+        from parsl.dataflow.errors import JoinError
+
+        app_fu = task_record.get("app_fu")
+        if app_fu is None or not app_fu.done():
+            return
+        exc = app_fu.exception()
+        if not isinstance(exc, JoinError):
+            return
+        joins = task_record.get("joins")
+        joined = joins if isinstance(joins, list) else [joins]
+        failed = tuple(
+            record["id"]
+            for future in joined
+            if isinstance(future, Future)
+            and future.done()
+            and future.exception() is not None
+            and (record := getattr(future, "task_record", {})).get("dfk") is self.dfk
+        )
+        with self._lock:
+            tracking = self._tasks.get(task_record["id"])
+            if tracking is not None and not tracking.join_failures:
+                tracking.exceptions.append(exc)
+                tracking.frames.append(())
+                tracking.join_failures = failed or (-1,)
+
     def snapshot(self) -> list[ParslTask]:
         """Every task so far, in submission order, as immutable records."""
         with self._lock:
             tracked = sorted(self._tasks.values(), key=lambda t: t.id)
             states = {t.id: t.state for t in tracked}
             deps = {t.id: t.depends_on for t in tracked}
+            joins = {t.id: t.join_failures for t in tracked if t.join_failures}
 
-            def root(task_id: int, seen: frozenset[int] = frozenset()) -> int | None:
-                for dep in deps.get(task_id, ()):
-                    if dep in seen:
-                        continue
-                    if states.get(dep) == "failed":
-                        return dep
-                    if states.get(dep) == "dep_fail":
-                        return root(dep, seen | {task_id})
+            def cause(task_id: int, seen: frozenset[int]) -> int | None:
+                """The task whose own failure failed ``task_id``: itself where it failed
+                in its body, else through the tasks it waited on or joined."""
+                if task_id in seen:
+                    return None
+                seen = seen | {task_id}
+                if states.get(task_id) == "failed" and task_id not in joins:
+                    return task_id
+                if states.get(task_id) == "dep_fail":
+                    candidates: tuple[int, ...] = deps.get(task_id, ())
+                else:
+                    candidates = joins.get(task_id, ())
+                for candidate in candidates:
+                    found = cause(candidate, seen)
+                    if found is not None:
+                        return found
+                # a failed join whose inner tasks are not this DFK's: the join itself
+                return task_id if states.get(task_id) == "failed" else None
+
+            def root(task: _Tracking) -> int | None:
+                if task.state == "dep_fail" or task.join_failures:
+                    return cause(task.id, frozenset())
                 return None
 
             return [
@@ -253,7 +304,7 @@ class TaskRecorder:
                     executor=t.executor,
                     executor_ids=tuple(t.executor_ids),
                     depends_on=t.depends_on,
-                    root=root(t.id) if t.state == "dep_fail" else None,
+                    root=root(t),
                     submitted=t.submitted,
                     returned=t.returned,
                     try_launched=tuple(t.try_launched),

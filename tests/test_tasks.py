@@ -51,6 +51,61 @@ def test_retries_run_out(tmp_path, parsl_tasks):
 
 
 @BOTH_EXECUTORS
+def test_a_join_app_failed_by_an_inner_app(
+    pytester: pytest.Pytester, run_parslflow, executor: str
+) -> None:
+    """Parsl fails a join app with a JoinError outside any try: the record keeps it and
+    names the inner task that caused it, and so does everything downstream."""
+    pytester.makepyfile(
+        """
+import pytest
+from parsl import join_app, python_app
+from parsl.dataflow.errors import JoinError
+
+@python_app
+def measure(x):
+    if x == 2:
+        raise ValueError(f"sensor {x} offline")
+    return x
+
+@join_app
+def survey(n):
+    return [measure(i) for i in range(n)]
+
+@python_app
+def total(values):
+    return sum(values)
+
+@pytest.mark.parsl
+def test_records(parsl_tasks):
+    total(survey(3)).exception()
+    outer = parsl_tasks.by_app("survey")[0]
+    (inner,) = [t for t in parsl_tasks.by_app("measure") if t.state == "failed"]
+    (dependent,) = parsl_tasks.by_app("total")
+    assert outer.state == "failed" and outer.tries == 1
+    assert [type(e) for e in outer.exceptions] == [JoinError]
+    assert outer.root == inner.id and dependent.root == inner.id
+    assert inner.root is None and str(inner.exceptions[0]) == "sensor 2 offline"
+
+@pytest.mark.parsl
+def test_report():
+    assert total(survey(3)).result() == 3
+"""
+    )
+    result = run_parslflow("-v", f"--parsl-executor={executor}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "task 0  survey  failed  tries=1  executor=_parsl_internal  root: task 4",
+            "  try 0: JoinError: Join failure for task 0*",
+            "task 4  measure  failed  tries=1  executor=*",
+            "  try 0: ValueError: sensor 2 offline*",
+            "task 1  total  dep_fail  root: task 4  (depends on 0)",
+        ]
+    )
+
+
+@BOTH_EXECUTORS
 def test_lazy_failure_and_memoization(
     pytester: pytest.Pytester, run_parslflow, executor: str
 ) -> None:
