@@ -114,8 +114,8 @@ class _Tracking:
     stdout: str | None = None
     stderr: str | None = None
     future: Future[Any] | None = None
-    #: for a join app failed by the apps it joined: their task ids
-    join_failures: tuple[int, ...] = ()
+    #: for a join app failed by the apps it joined: their task ids (this DFK's)
+    join_failures: tuple[int, ...] | None = None
 
 
 def _dependency_ids(task_record: Any, dfk: DataFlowKernel) -> tuple[int, ...]:
@@ -255,10 +255,10 @@ class TaskRecorder:
         )
         with self._lock:
             tracking = self._tasks.get(task_record["id"])
-            if tracking is not None and not tracking.join_failures:
+            if tracking is not None and tracking.join_failures is None:
                 tracking.exceptions.append(exc)
                 tracking.frames.append(())
-                tracking.join_failures = failed or (-1,)
+                tracking.join_failures = failed
 
     def snapshot(self) -> list[ParslTask]:
         """Every task so far, in submission order, as immutable records."""
@@ -266,7 +266,7 @@ class TaskRecorder:
             tracked = sorted(self._tasks.values(), key=lambda t: t.id)
             states = {t.id: t.state for t in tracked}
             deps = {t.id: t.depends_on for t in tracked}
-            joins = {t.id: t.join_failures for t in tracked if t.join_failures}
+            joins = {t.id: t.join_failures for t in tracked if t.join_failures is not None}
 
             def cause(task_id: int, seen: frozenset[int]) -> int | None:
                 """The task whose own failure failed ``task_id``: itself where it failed
@@ -288,7 +288,7 @@ class TaskRecorder:
                 return task_id if states.get(task_id) == "failed" else None
 
             def root(task: _Tracking) -> int | None:
-                if task.state == "dep_fail" or task.join_failures:
+                if task.state == "dep_fail" or task.join_failures is not None:
                     return cause(task.id, frozenset())
                 return None
 
