@@ -12,7 +12,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pytest_parslflow.lifecycle import TOKEN_VARIABLE
 
@@ -206,6 +208,12 @@ class Snapshot:
     #: behind a leaked socket do not)
     descriptors: set[str] = field(default_factory=set)
 
+    def include(self, other: Snapshot) -> None:
+        """Count what ``other`` saw as running already (a shared DFK loaded mid-setup)."""
+        self.threads.update(other.threads)
+        self.processes.update(other.processes)
+        self.descriptors |= other.descriptors
+
 
 def snapshot(with_processes: bool = True) -> Snapshot:
     return Snapshot(
@@ -233,11 +241,32 @@ def _signal(pids: set[int], signum: int) -> None:
             pass
 
 
-def _end(before: Snapshot) -> None:
-    """End this session's Parsl processes that were not running at ``before``: SIGTERM,
-    then SIGKILL after a grace; rescanned, since a dying pool may still fork."""
+def _shared(pid: int, earlier: Collection[int], shared_dirs: Sequence[bytes]) -> bool:
+    """Whether a process that started during a test belongs to a module- or
+    session-scoped DFK instead: it, or a process above it, names a shared DFK's run
+    directory on its command line (a block the strategy started), or it runs below a
+    process that ran before the test (a pool forking a worker anew)."""
+    if not shared_dirs:
+        return False
+    for _ in range(64):
+        if pid <= 1:
+            return False
+        if pid in earlier or any(d in _read(f"/proc/{pid}/cmdline") for d in shared_dirs):
+            return True
+        pid = _parent(pid)
+    return False
+
+
+def _end(before: Snapshot, shared_dirs: Sequence[bytes] = ()) -> None:
+    """End this session's Parsl processes that were not running at ``before`` (those of
+    shared DFKs spared): SIGTERM, then SIGKILL after a grace; rescanned, since a dying
+    pool may still fork."""
     for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGKILL):
-        pids = set(_session_processes()) - set(before.processes)
+        pids = {
+            pid
+            for pid in set(_session_processes()) - set(before.processes)
+            if not _shared(pid, before.processes, shared_dirs)
+        }
         if not pids:
             return
         _signal(pids, signum)
@@ -259,34 +288,46 @@ def _parsl_descendants() -> bool:
     )
 
 
-def find_and_end_leaks(before: Snapshot, with_processes: bool) -> list[str]:
+def find_and_end_leaks(
+    before: Snapshot, with_processes: bool, shared: Sequence[Path] = ()
+) -> list[str]:
     """What Parsl left running since ``before``, one description each; leaked processes
     (this session's only) are ended, threads can only be named.
 
     The scan for detached processes reads every process's environment, so it runs only
     ``with_processes`` (the test ran an executor that starts processes) or when a Parsl
-    process still runs below this one."""
+    process still runs below this one. While module- or session-scoped DFKs run (their
+    run directories ``shared``), their processes are spared, and threads are not
+    checked: a shared executor starts threads as tasks come, in any test."""
     with_processes = with_processes or _parsl_descendants()
-    # Parsl's threads may still be on their way out: wait for them (a join returns the
-    # moment a thread ends), for THREAD_GRACE seconds in all
-    deadline = time.monotonic() + THREAD_GRACE
-    for thread in threading.enumerate():
-        if thread.ident in before.threads or thread.ident not in _parsl_threads():
-            continue
-        thread.join(max(0.0, deadline - time.monotonic()))
+    shared_dirs = [str(p).encode() for base in shared for p in {base, base.resolve()}]
+    leaks = []
+    if not shared:
+        # Parsl's threads may still be on their way out: wait for them (a join returns
+        # the moment a thread ends), for THREAD_GRACE seconds in all
+        deadline = time.monotonic() + THREAD_GRACE
+        for thread in threading.enumerate():
+            if thread.ident in before.threads or thread.ident not in _parsl_threads():
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
     now = snapshot(with_processes)
-    leaks = [
-        f"thread {name!r} (ident {ident}) still running"
-        for ident, name in now.threads.items()
-        if ident not in before.threads
-    ]
-    new_processes = {pid: cmd for pid, cmd in now.processes.items() if pid not in before.processes}
+    if not shared:
+        leaks += [
+            f"thread {name!r} (ident {ident}) still running"
+            for ident, name in now.threads.items()
+            if ident not in before.threads
+        ]
+    new_processes = {
+        pid: cmd
+        for pid, cmd in now.processes.items()
+        if pid not in before.processes and not _shared(pid, before.processes, shared_dirs)
+    }
     for pid, command in sorted(new_processes.items()):
         ports = sorted(_listening(pid))
         listening = f", listening on {', '.join(ports)}" if ports else ""
         leaks.append(f"process {pid} ({command[:80]}){listening}: ended")
     if new_processes:
-        _end(before)
+        _end(before, shared_dirs)
     new_sockets = _socket_inodes(os.getpid(), now.descriptors - before.descriptors)
     for address in sorted(_listening(os.getpid(), new_sockets) if new_sockets else ()):
         leaks.append(f"socket listening on {address} in the test process")

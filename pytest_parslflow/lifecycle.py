@@ -123,11 +123,11 @@ PHASE_FAILED = pytest.StashKey[bool]()
 SHARED_RUNS: pytest.StashKey[SharedRuns] = pytest.StashKey()
 
 
-def shared_dfks_alive(config: pytest.Config) -> bool:
-    """Whether a module- or session-scoped DFK is running (its threads and processes
-    then belong to no single test)."""
+def shared_run_bases(config: pytest.Config) -> list[Path]:
+    """The run directories of the module- and session-scoped DFKs running now (their
+    threads and processes belong to no single test)."""
     runs = config.stash.get(SHARED_RUNS, None)
-    return runs is not None and runs.alive()
+    return runs.alive_bases() if runs is not None else []
 
 
 #: what of Parsl was running when the test started, for the leak guard

@@ -36,7 +36,7 @@ from pytest_parslflow.lifecycle import (
     loaded_dfk,
     mark_session,
     quiet_parsl_in_captured_logs,
-    shared_dfks_alive,
+    shared_run_bases,
     uses_parsl,
 )
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
@@ -127,12 +127,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         del item.stash[TEST_RUN]
     item.stash[PHASE_FAILED] = False
     item.stash[REPORT] = ""
-    # before Parsl is imported no process of it can run: the /proc scan is skipped
-    # Parsl processes of earlier tests were ended after them (or belong to a shared DFK,
-    # when the guard looks for loaded DFKs only): the baseline needs no process scan
+    # Parsl processes of earlier tests were ended after them: the baseline needs no
+    # process scan unless module- or session-scoped DFKs run, whose processes it spares
     from pytest_parslflow.leaks import snapshot
 
-    item.stash[LEAK_BASELINE] = snapshot(with_processes=False)
+    shared = bool(shared_run_bases(item.config))
+    item.stash[LEAK_BASELINE] = snapshot(with_processes=shared)
     if not uses_parsl(item):
         return
     try:
@@ -161,12 +161,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         )
     mode = options_of(item.config).leaks
     before = item.stash.get(LEAK_BASELINE, None)
-    if mode != "off" and before is not None and not shared_dfks_alive(item.config):
+    if mode != "off" and before is not None:
         run = item.stash.get(TEST_RUN, None)
         starts_processes = leaked is not None or run is None or run.starts_processes()
         from pytest_parslflow.leaks import find_and_end_leaks
 
-        leaks += find_and_end_leaks(before, with_processes=starts_processes)
+        shared = shared_run_bases(item.config)
+        leaks += find_and_end_leaks(before, starts_processes, shared)
     if not leaks or mode == "off":
         return
     message = (

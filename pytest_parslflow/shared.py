@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_parslflow.lifecycle import (
+    LEAK_BASELINE,
     SHARED_RUNS,
     ParslTestRun,
     cleanup_dfk,
@@ -146,6 +147,11 @@ class SharedRuns:
             shared.dfks.append(shared.dfk)
             shared.recorder = TaskRecorder(shared.dfk, run=shared.loads)
             shared.loads += 1
+            baseline = item.stash.get(LEAK_BASELINE, None)
+            if baseline is not None:  # what it started is not this test's to leak
+                from pytest_parslflow.leaks import snapshot
+
+                baseline.include(snapshot(with_processes=True))
         else:
             DataFlowKernelLoader._dfk = shared.dfk
         assert shared.recorder is not None
@@ -182,8 +188,8 @@ class SharedRuns:
                 self.close(shared)
                 del self._runs[key]
 
-    def alive(self) -> bool:
-        return any(shared.dfk is not None for shared in self._runs.values())
+    def alive_bases(self) -> list[Path]:
+        return [shared.base for shared in self._runs.values() if shared.dfk is not None]
 
     def pytest_sessionfinish(self) -> None:
         for shared in self._runs.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import BOTH_EXECUTORS
 
 SHARED_MODULE = """
 import os
@@ -76,4 +77,63 @@ def test_one_dfk_per_scope(
     )
     result.stdout.fnmatch_lines(
         ["*ParslRestartError: *parsl_restart: a DFK shared by scope=*cannot be restarted*"]
+    )
+
+
+@BOTH_EXECUTORS
+def test_leak_guard_while_a_shared_dfk_runs(
+    pytester: pytest.Pytester, run_parslflow, executor: str
+) -> None:
+    """A shared DFK's own processes are spared; a process a test leaves behind meanwhile
+    is still found and ended."""
+    pytester.makepyfile(
+        f"""
+import os
+import subprocess
+import sys
+import pytest
+from parsl import python_app
+
+shared = pytest.mark.parsl(executor={executor!r}, scope="module")
+STRAY = os.path.join(os.getcwd(), "stray.pid")
+
+@python_app
+def pid():
+    import os
+    return os.getpid()
+
+@shared
+def test_first(parsl_dfk):
+    assert pid().result()
+
+def test_leaves_a_parsl_process():
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "parsl"])
+    with open(STRAY, "w") as out:
+        out.write(str(stray.pid))
+
+@shared
+@pytest.mark.parametrize("i", range(3))
+def test_shared_dfk_still_serves(i, parsl_dfk):
+    assert pid().result()
+
+def test_stray_was_ended():
+    stray = int(open(STRAY).read())
+    try:
+        os.waitpid(stray, os.WNOHANG)  # reap it, if the guard has not
+    except ChildProcessError:
+        pass
+    with pytest.raises(ProcessLookupError):
+        os.kill(stray, 0)
+"""
+    )
+    result = run_parslflow("-v", "-p", "no:randomly")
+    result.assert_outcomes(passed=6, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_leaves_a_parsl_process leaked Parsl resources: process * (python -c *parsl): "
+            "ended*"
+        ]
+    )
+    assert "test_shared_dfk_still_serves" not in "".join(
+        line for line in result.stdout.lines if "leaked" in line
     )
