@@ -231,7 +231,7 @@ def slow(seconds):
     return seconds
 
 @pytest.mark.parsl
-@pytest.mark.parametrize("i", range(16))
+@pytest.mark.parametrize("i", range(18))
 def test_thread_passes(i):
     assert work(i).result() == i
 
@@ -281,8 +281,10 @@ def test_plain(i):
     assert i >= 0
 """
 
-# while a shared DFK runs, the guard checks only for loaded DFKs: a module of its own
+# a module-scoped DFK, and a test that leaves a process behind while it runs
 CHAOS_SHARED = """
+import subprocess
+import sys
 import pytest
 from parsl import python_app
 
@@ -291,8 +293,16 @@ def work(i):
     return i
 
 @pytest.mark.parsl(executor="htex", scope="module")
-@pytest.mark.parametrize("i", range(4))
+@pytest.mark.parametrize("i", range(2))
 def test_htex_shared_passes(i):
+    assert work(i).result() == i
+
+def test_leaves_a_parsl_process():
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "parsl"])
+
+@pytest.mark.parsl(executor="htex", scope="module")
+@pytest.mark.parametrize("i", range(2))
+def test_htex_shared_still_passes(i):
     assert work(i).result() == i
 """
 
@@ -309,14 +319,18 @@ def test_chaos_session_under_xdist_leaves_nothing_behind(
         "-p", "parslflow", "-p", "rerunfailures", "-p", "xdist", "-n", "2", "-p", "no:randomly"
     )
     outcomes = result.parseoutcomes()
-    # 16 + 4 + 2 thread/HTEX passes, 1 retried kill, 1 rerun pass, 15 plain, and the
-    # test that forgets its DFK passes its call (it errors in teardown)
-    assert outcomes.get("passed") == 40, outcomes
+    # 18 + 4 + 2 thread/HTEX passes, 1 retried kill, 1 rerun pass, 15 plain, and the
+    # tests that forget their DFK or leave a process pass their call (they error in
+    # teardown)
+    assert outcomes.get("passed") == 43, outcomes
     # 4 app failures, 1 kill without retries, 2 timeouts, 1 broken block
     assert outcomes.get("failed") == 8, outcomes
-    # the thread app left running by a timeout, and the forgotten DFK
-    assert outcomes.get("errors", outcomes.get("error")) == 2, outcomes
+    # the thread app left running by a timeout, the forgotten DFK, the left process
+    assert outcomes.get("errors", outcomes.get("error")) == 3, outcomes
     assert outcomes.get("rerun") == 2, outcomes
-    assert sum(outcomes.get(k, 0) for k in ("passed", "failed")) >= 47
+    assert sum(outcomes.get(k, 0) for k in ("passed", "failed")) == 51
     result.stdout.fnmatch_lines(["*- parsl summary -*", "* tests used Parsl: *"])
+    result.stdout.fnmatch_lines(
+        ["*test_leaves_a_parsl_process leaked Parsl resources: process * (python -c *): ended*"]
+    )
     assert _marked_processes(mark) == []
