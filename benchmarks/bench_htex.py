@@ -156,7 +156,7 @@ def variants(workdir: Path) -> list[Variant]:
             "c",
             '(c) @pytest.mark.parsl(executor="htex")',
             "test_plugin.py",
-            ["-p", "parslflow", "--parsl-keep=all"],
+            ["-p", "parslflow", "--parslflow-keep=all"],
             {"PATH": _path_without(venv_bin)},
         ),
     ]

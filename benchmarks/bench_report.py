@@ -45,9 +45,9 @@ executor, 3 of which raise, run with ``python -m pytest -p parslflow`` in a subp
 section are counted and compared with the bound
 
     task summary <= 3 + runs + min(failed, 10) * (1 + tries + 2 + 2 * 3)
-    each excerpt <= --parsl-log-lines + 1 heading line
+    each excerpt <= --parslflow-log-lines + 1 heading line
 
-once with the default ``--parsl-log-lines`` (40) and once with 10.
+once with the default ``--parslflow-log-lines`` (40) and once with 10.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pytest_parslflow import report  # noqa: E402
 from pytest_parslflow.lifecycle import ParslTestRun  # noqa: E402
 from pytest_parslflow.options import DEFAULT_LOG_LINES  # noqa: E402
+from pytest_parslflow.report import failure as report  # noqa: E402
 from pytest_parslflow.settings import ParslSettings  # noqa: E402
 from pytest_parslflow.tasks import ParslTask  # noqa: E402
 
@@ -622,7 +622,7 @@ class SizeResult:
 
 
 def report_size(suite: Path, log_lines: int) -> SizeResult:
-    extra = [] if log_lines == DEFAULT_LOG_LINES else ["--parsl-log-lines", str(log_lines)]
+    extra = [] if log_lines == DEFAULT_LOG_LINES else ["--parslflow-log-lines", str(log_lines)]
     output = run_pytest(suite, extra)
     section = parsl_section(output)
     if not section:
@@ -667,7 +667,7 @@ def bench_report_size(tmp: Path) -> list[Row]:
         rows.append(
             Row(
                 f"report lines, {REPORT_TASKS} tasks / {res.failed} failed, "
-                f"--parsl-log-lines {res.log_lines}",
+                f"--parslflow-log-lines {res.log_lines}",
                 f"{res.total} (summary {res.summary}, "
                 + ", ".join(f"{k.split(' ')[0]} {v}" for k, (v, _) in res.excerpts.items())
                 + ")",
@@ -695,7 +695,7 @@ def bench_report_size(tmp: Path) -> list[Row]:
     default, small = results
     rows.append(
         Row(
-            "report shrinks with --parsl-log-lines 10",
+            "report shrinks with --parslflow-log-lines 10",
             f"{default.total} -> {small.total}",
             "smaller",
             yes(small.total < default.total),

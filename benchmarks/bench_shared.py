@@ -75,7 +75,7 @@ def run_suite(folder: Path, scope: str, count: int) -> list[float]:
         "-p",
         "no:cacheprovider",
         f"--basetemp={suite / 'tmp'}",
-        "--parsl-keep=none",
+        "--parslflow-keep=none",
     ]
     done = subprocess.run(command, cwd=suite, env=env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -26,11 +26,11 @@ THREAD_LABEL = "threads"
 
 
 class ConfigFileError(Exception):
-    """A ``--parsl-config`` file that cannot be used; the message says why and the fix."""
+    """A ``--parslflow-config`` file that cannot be used; the message says why and the fix."""
 
 
 class ConfigFile:
-    """A user's site config file (``--parsl-config``): Parsl's ``fresh_config()`` convention."""
+    """A user's site config file (``--parslflow-config``): Parsl's ``fresh_config()`` convention."""
 
     def __init__(self, path: Path, option: str) -> None:
         self.path = path
@@ -148,7 +148,7 @@ def apply_settings(config: Config, settings: ParslSettings, run_dir: Path, built
     """Give ``config`` the test's run_dir and layer the settings onto it.
 
     A built-in config takes every setting; a user's config (fixture, hook or
-    ``--parsl-config``) only those that marks set explicitly.
+    ``--parslflow-config``) only those that marks set explicitly.
     """
     config.run_dir = os.fspath(run_dir)
 
@@ -199,7 +199,7 @@ def apply_settings(config: Config, settings: ParslSettings, run_dir: Path, built
 
 
 def make_config(request: pytest.FixtureRequest, settings: ParslSettings) -> tuple[Config, bool]:
-    """The Config for a test, first that applies: the make-config hook, ``--parsl-config``,
+    """The Config for a test, first that applies: the make-config hook, ``--parslflow-config``,
     the built-in local config. Returns it and whether it is the built-in one."""
     from pytest_parslflow.options import options_of
 

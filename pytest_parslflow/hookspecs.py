@@ -25,7 +25,7 @@ def pytest_parslflow_make_config(
 ) -> Config | None:
     """Return the ``parsl.config.Config`` to load for this test, or ``None``.
 
-    ``None`` leaves the choice to ``--parsl-config`` or the built-in local
+    ``None`` leaves the choice to ``--parslflow-config`` or the built-in local
     config. The first non-``None`` result wins. The plugin still sets the
     config's ``run_dir`` to the test's own and layers the marker's explicit
     ``retries``, ``retry_handler``, checkpoint and cache settings on top.

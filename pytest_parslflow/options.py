@@ -38,40 +38,40 @@ OPTIONS = pytest.StashKey[Options]()
 # (option, ini, help, metavar, default)
 _OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     (
-        "--parsl-executor",
-        "parsl_executor",
+        "--parslflow-executor",
+        "parslflow_executor",
         "default executor, or comma-separated list of executors, for Parsl tests: "
         "thread, htex (default: thread)",
         "{thread,htex}[,...]",
         "thread",
     ),
     (
-        "--parsl-config",
-        "parsl_config",
+        "--parslflow-config",
+        "parslflow_config",
         "Python file defining fresh_config() (or config) to use instead of the built-in "
         "local Parsl config",
         "PATH",
         "",
     ),
     (
-        "--parsl-keep",
-        "parsl_keep",
+        "--parslflow-keep",
+        "parslflow_keep",
         "which tests' Parsl run directories survive the session: failed, all, none "
         "(default: failed)",
         "{failed,all,none}",
         "failed",
     ),
     (
-        "--parsl-log-lines",
-        "parsl_log_lines",
+        "--parslflow-log-lines",
+        "parslflow_log_lines",
         f"upper bound on excerpt lines per log file in a failure report "
         f"(default: {DEFAULT_LOG_LINES})",
         "N",
         str(DEFAULT_LOG_LINES),
     ),
     (
-        "--parsl-leaks",
-        "parsl_leaks",
+        "--parslflow-leaks",
+        "parslflow_leaks",
         "what a leaked DataFlowKernel, thread, process or socket does to the test: "
         "fail, warn, off (default: fail)",
         "{fail,warn,off}",
@@ -98,28 +98,28 @@ def _raw(config: pytest.Config, option: str, ini: str) -> tuple[str, str, Path]:
 
 def read_options(config: pytest.Config) -> Options:
     """Read and check every option; a bad value is a ``pytest.UsageError``."""
-    value, where, _ = _raw(config, "--parsl-executor", "parsl_executor")
+    value, where, _ = _raw(config, "--parslflow-executor", "parslflow_executor")
     try:
         executors = parse_executors(value)
     except SettingsError as exc:
         raise pytest.UsageError(
             f"{where}={value!r} is not allowed: use {exc} (comma-separated), "
-            f"e.g. --parsl-executor thread,htex; executors: {', '.join(EXECUTORS)}"
+            f"e.g. --parslflow-executor thread,htex; executors: {', '.join(EXECUTORS)}"
         ) from None
 
-    keep, where, _ = _raw(config, "--parsl-keep", "parsl_keep")
+    keep, where, _ = _raw(config, "--parslflow-keep", "parslflow_keep")
     if keep not in KEEP_CHOICES:
         raise pytest.UsageError(
             f"{where}={keep!r} is not allowed: use one of {', '.join(KEEP_CHOICES)}"
         )
 
-    leaks, where, _ = _raw(config, "--parsl-leaks", "parsl_leaks")
+    leaks, where, _ = _raw(config, "--parslflow-leaks", "parslflow_leaks")
     if leaks not in LEAK_CHOICES:
         raise pytest.UsageError(
             f"{where}={leaks!r} is not allowed: use one of {', '.join(LEAK_CHOICES)}"
         )
 
-    lines, where, _ = _raw(config, "--parsl-log-lines", "parsl_log_lines")
+    lines, where, _ = _raw(config, "--parslflow-log-lines", "parslflow_log_lines")
     try:
         log_lines = int(lines)
     except ValueError:
@@ -130,7 +130,7 @@ def read_options(config: pytest.Config) -> Options:
             f"e.g. {DEFAULT_LOG_LINES}"
         )
 
-    path, where, base = _raw(config, "--parsl-config", "parsl_config")
+    path, where, base = _raw(config, "--parslflow-config", "parslflow_config")
     config_file = None
     if path:
         from pytest_parslflow.config import ConfigFile, ConfigFileError

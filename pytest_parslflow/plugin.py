@@ -40,6 +40,7 @@ from pytest_parslflow.lifecycle import (
     uses_parsl,
 )
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
+from pytest_parslflow.report.summary import SessionSummary
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
     MARKER,
@@ -47,7 +48,6 @@ from pytest_parslflow.settings import (
     SettingsError,
     marked_executors,
 )
-from pytest_parslflow.summary import SessionSummary
 
 __all__ = [
     "_parsl_marked",
@@ -84,7 +84,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Whatever the checks allowed (``--parsl-leaks off``), no Parsl process of this
+    """Whatever the checks allowed (``--parslflow-leaks off``), no Parsl process of this
     session outlives it."""
     if "parsl" in sys.modules:
         from pytest_parslflow.leaks import end_session_processes
@@ -147,7 +147,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     """After every test, marked or not: no DataFlowKernel stays loaded, and what Parsl
-    left running is named and ended (``--parsl-leaks``)."""
+    left running is named and ended (``--parslflow-leaks``)."""
     yield
     if "parsl" not in sys.modules:
         return
@@ -183,7 +183,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """The failure report of a Parsl test; after teardown, ``--parsl-keep`` and the figures
+    """The failure report of a Parsl test; after teardown, ``--parslflow-keep`` and the figures
     for the session summary."""
     report = yield
     failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
@@ -193,14 +193,14 @@ def pytest_runtest_makereport(
     if run is None:
         return report
     options = options_of(item.config)
-    from pytest_parslflow.report import SECTION, failure_report, summary_data
+    from pytest_parslflow.report.failure import SECTION, failure_report, summary_data
 
     text = item.stash.get(REPORT, "")
     if report.failed and not text:
         text = item.stash[REPORT] = failure_report(item, run, options.log_lines, options.keep)
         report.sections.append((SECTION, text))
     if failed and run.shared is not None:
-        run.shared.failed = True  # its run directory is kept, per --parsl-keep
+        run.shared.failed = True  # its run directory is kept, per --parslflow-keep
     if report.when == "teardown":
         # JUnit XML writes captured output from the teardown report
         if text and (SECTION, text) not in report.sections:

@@ -97,25 +97,25 @@ def test_under_bad_module_mark():
     ("args", "message"),
     [
         (
-            ["--parsl-keep=sometimes"],
-            "*--parsl-keep='sometimes' is not allowed: use one of failed, all, none",
+            ["--parslflow-keep=sometimes"],
+            "*--parslflow-keep='sometimes' is not allowed: use one of failed, all, none",
         ),
         (
-            ["--parsl-leaks=loud"],
-            "*--parsl-leaks='loud' is not allowed: use one of fail, warn, off",
+            ["--parslflow-leaks=loud"],
+            "*--parslflow-leaks='loud' is not allowed: use one of fail, warn, off",
         ),
         (
-            ["--parsl-log-lines=0"],
-            "*--parsl-log-lines='0' is not allowed: use a whole number of lines >= 1*",
+            ["--parslflow-log-lines=0"],
+            "*--parslflow-log-lines='0' is not allowed: use a whole number of lines >= 1*",
         ),
-        (["--parsl-log-lines=many"], "*--parsl-log-lines='many' is not allowed*"),
+        (["--parslflow-log-lines=many"], "*--parslflow-log-lines='many' is not allowed*"),
         (
-            ["--parsl-executor=thread,gpu"],
-            "*--parsl-executor='thread,gpu' is not allowed: use one of 'thread', 'htex'*",
+            ["--parslflow-executor=thread,gpu"],
+            "*--parslflow-executor='thread,gpu' is not allowed: use one of 'thread', 'htex'*",
         ),
         (
-            ["--parsl-config=missing.py"],
-            "*--parsl-config=*missing.py: no such file; pass the path of a Python file that defines fresh_config()*",
+            ["--parslflow-config=missing.py"],
+            "*--parslflow-config=*missing.py: no such file; pass the path of a Python file that defines fresh_config()*",
         ),
     ],
 )
@@ -129,12 +129,12 @@ def test_bad_option_is_a_usage_error(
 
 
 def test_bad_ini_value_names_the_ini_key(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nparsl_keep = never\n")
+    pytester.makeini("[pytest]\nparslflow_keep = never\n")
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest_inprocess("-p", "parslflow")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*ini parsl_keep='never' is not allowed: use one of failed, all, none"]
+        ["*ini parslflow_keep='never' is not allowed: use one of failed, all, none"]
     )
 
 
@@ -157,6 +157,6 @@ def test_bad_config_file_is_a_usage_error(
 ) -> None:
     pytester.makepyfile(site=source)
     pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest_inprocess("-p", "parslflow", "--parsl-config", "site.py")
+    result = pytester.runpytest_inprocess("-p", "parslflow", "--parslflow-config", "site.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])

@@ -73,7 +73,7 @@ def test_a_test_that_forgets_its_own_dfk(
     pytester: pytest.Pytester, run_parslflow, leaks: str, outcomes: dict[str, int], line: str | None
 ) -> None:
     pytester.makepyfile(LEAKY)
-    result = run_parslflow(f"--parsl-leaks={leaks}")
+    result = run_parslflow(f"--parslflow-leaks={leaks}")
     result.assert_outcomes(**outcomes)
     if line:
         result.stdout.fnmatch_lines([line])
@@ -126,7 +126,7 @@ def test_each_parsl_log_is_closed_after_its_test(pytester: pytest.Pytester, run_
             assert open_parsl_logs() == []
         """
     )
-    result = run_parslflow("--parsl-keep", "all")
+    result = run_parslflow("--parslflow-keep", "all")
     result.assert_outcomes(passed=4)
     first = next(pytester.path.glob("**/test_first*/runinfo/000/parsl.log")).read_text()
     assert "first_app" in first

@@ -1,4 +1,4 @@
-"""Where the Config comes from: a conftest's parsl_config, --parsl-config, the built-in one."""
+"""Where the Config comes from: a conftest's parsl_config, --parslflow-config, the built-in one."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_site(tmp_path, parsl_run_dir, i):
     assert flaky(str(tmp_path / "n"), 2).result() == 3
 """
     )
-    run_parslflow("--parsl-config", "site.py").assert_outcomes(passed=2)
+    run_parslflow("--parslflow-config", "site.py").assert_outcomes(passed=2)
 
 
 def test_parsl_config_file_with_a_lone_config_loads_once(
@@ -89,8 +89,10 @@ def test_second():
     pass
 """
     )
-    result = run_parslflow("--parsl-config", "site.py")
+    result = run_parslflow("--parslflow-config", "site.py")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*test_second: --parsl-config=*site.py: the file defines only `config`*fresh_config()*"]
+        [
+            "*test_second: --parslflow-config=*site.py: the file defines only `config`*fresh_config()*"
+        ]
     )

@@ -61,7 +61,7 @@ def test_lost_worker_on_first_try(parsl_faults, parsl_tasks):
     assert task.tries == 2 and type(task.exceptions[0]).__name__ == "WorkerLost"
 """
     )
-    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=4)
+    run_parslflow("-v", f"--parslflow-executor={executor}").assert_outcomes(passed=4)
 
 
 @BOTH_EXECUTORS
@@ -101,7 +101,7 @@ def test_no_monitoring_process_outlives_its_test():
     assert children == []
 """
     )
-    result = run_parslflow("-v", f"--parsl-executor={executor}")
+    result = run_parslflow("-v", f"--parslflow-executor={executor}")
     result.assert_outcomes(passed=2, failed=1, errors=1)
     result.stdout.fnmatch_lines(
         [

@@ -137,7 +137,7 @@ def test_worker_killed(parsl_faults):
     parsl_faults.lose_worker(slow, on_try=1)(1).result()
 """
     )
-    result = run_parslflow("--parsl-log-lines=60")
+    result = run_parslflow("--parslflow-log-lines=60")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [

@@ -30,7 +30,7 @@ def test_plugin_absent(request):
 """
     )
     result = pytester.runpytest_subprocess("-p", "no:parslflow", "--help")
-    assert "--parsl-executor" not in result.stdout.str()
+    assert "--parslflow-executor" not in result.stdout.str()
     pytester.runpytest_subprocess("-p", "no:parslflow").assert_outcomes(passed=1)
 
 

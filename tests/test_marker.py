@@ -88,7 +88,7 @@ def test_marks_combine_closest_first_over_ini_default(
     pytester.makeini(
         """
 [pytest]
-parsl_executor = htex
+parslflow_executor = htex
 """
     )
     pytester.makepyfile(
@@ -124,7 +124,7 @@ def test_executor_list_from_ini_and_marker_parametrizes(
     pytester.makeini(
         """
 [pytest]
-parsl_executor = thread,htex
+parslflow_executor = thread,htex
 """
     )
     pytester.makepyfile(

@@ -9,7 +9,7 @@ The README's fenced blocks are read by language:
   conftest, next to a trivial Parsl test that must pass;
 - ``ini`` blocks become the ``pytest.ini`` of a trivial session that must pass;
 - a block preceded by ``<!-- snippet: compile-only -->`` is only compiled, one
-  preceded by ``<!-- snippet: site-config -->`` is a ``--parsl-config`` file whose
+  preceded by ``<!-- snippet: site-config -->`` is a ``--parslflow-config`` file whose
   ``fresh_config()`` must build a ``parsl.config.Config`` (it may name a
   scheduler that is not here, so nothing is submitted);
 - every other language (bash, yaml, plain output) is skipped.

@@ -95,7 +95,7 @@ def test_bash_failure_shows_exit_code_and_stderr(pytester: pytest.Pytester, run_
 
 def test_log_lines_bounds_each_excerpt(pytester: pytest.Pytester, run_parslflow) -> None:
     pytester.makepyfile(FAILING_WORKFLOW)
-    result = run_parslflow("-k", "pipeline", "--parsl-log-lines=6")
+    result = run_parslflow("-k", "pipeline", "--parslflow-log-lines=6")
     text = result.stdout.str()
     excerpt = text.split("parsl: 000/parsl.log (task 3, 4)")[1].split("\n-")[0]
     lines = [line for line in excerpt.splitlines()[1:] if line and not line.startswith("[...")]
@@ -156,7 +156,7 @@ def test_chain():
     summarise(convert()).result()
 """
     )
-    result = run_parslflow(f"--parsl-executor={executor}")
+    result = run_parslflow(f"--parslflow-executor={executor}")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [

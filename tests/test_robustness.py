@@ -122,7 +122,7 @@ def test_leaves_a_thread_app_running():
     slow(2)
 """
     )
-    result = run_parslflow(f"--parsl-leaks={mode}")
+    result = run_parslflow(f"--parslflow-leaks={mode}")
     if mode == "warn":
         result.assert_outcomes(passed=1, warnings=1)
         result.stdout.fnmatch_lines(["*PytestWarning: *leaked Parsl resources: thread*"])

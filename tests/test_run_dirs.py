@@ -1,4 +1,4 @@
-"""Every test gets its own run directory under basetemp, kept or removed per --parsl-keep."""
+"""Every test gets its own run directory under basetemp, kept or removed per --parslflow-keep."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_run_dirs_are_unique_and_inside_basetemp(
     monkeypatch.setenv("RUN_DIRS", str(log))
     pytester.makepyfile(RECORDING_TESTS)
     basetemp = pytester.path / "basetemp"
-    result = run_parslflow(f"--basetemp={basetemp}", "--parsl-keep=all", *xdist)
+    result = run_parslflow(f"--basetemp={basetemp}", "--parslflow-keep=all", *xdist)
     result.assert_outcomes(passed=4, failed=1)
     records = _records(log)
     bases = [base for _, base, _ in records]
@@ -74,7 +74,7 @@ def test_keep_policy(
     log = pytester.path / "run_dirs.txt"
     monkeypatch.setenv("RUN_DIRS", str(log))
     pytester.makepyfile(RECORDING_TESTS)
-    run_parslflow(f"--parsl-keep={keep}").assert_outcomes(passed=4, failed=1)
+    run_parslflow(f"--parslflow-keep={keep}").assert_outcomes(passed=4, failed=1)
     for outcome, base, _ in _records(log):
         assert base.exists() == (outcome in kept), (outcome, base)
 
@@ -124,7 +124,7 @@ def test_flaky_twice(parsl_run_dir):
     assert attempts == 3
 """
     )
-    result = run_parslflow("-p", "rerunfailures", "--reruns=2", "--parsl-keep=all")
+    result = run_parslflow("-p", "rerunfailures", "--reruns=2", "--parslflow-keep=all")
     assert result.parseoutcomes() == {"passed": 1, "rerun": 2}
     dirs = log.read_text().splitlines()
     assert len(set(dirs)) == 3

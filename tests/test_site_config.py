@@ -1,4 +1,4 @@
-"""``--parsl-config`` in full: a user's site config file is used as written (executors,
+"""``--parslflow-config`` in full: a user's site config file is used as written (executors,
 providers), with the test's own run directory and the marks' explicit settings layered
 on top; ``fresh_config()`` is called for every load; reports and task records work the
 same as with the built-in configs."""
@@ -117,7 +117,7 @@ def test_fails(parsl_run_dir):
     boom(7).result()
 """
     )
-    result = run_parslflow("--parsl-config", "site.py", "--parsl-keep", "all")
+    result = run_parslflow("--parslflow-config", "site.py", "--parslflow-keep", "all")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -181,14 +181,14 @@ def test_cache_off_and_retry_handler(tmp_path):
     assert config.retry_handler is handler and config.retries == 2
 """
     )
-    run_parslflow("--parsl-config", "site.py", "-v").assert_outcomes(passed=2)
+    run_parslflow("--parslflow-config", "site.py", "-v").assert_outcomes(passed=2)
     assert calls(pytester) == 3  # two loads for the restarting test, one for the other
 
 
-def test_ini_parsl_config_is_relative_to_the_ini_file(
+def test_ini_parslflow_config_is_relative_to_the_ini_file(
     pytester: pytest.Pytester, run_parslflow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makeini("[pytest]\nparsl_config = conf/site.py\n")
+    pytester.makeini("[pytest]\nparslflow_config = conf/site.py\n")
     pytester.makepyfile(**{"conf/site": SITE_THREADS})
     pytester.makepyfile(
         **{
@@ -239,7 +239,7 @@ def test_site():
 """,
         }
     )
-    run_parslflow("--parsl-config", "site.py").assert_outcomes(passed=2)
+    run_parslflow("--parslflow-config", "site.py").assert_outcomes(passed=2)
     assert calls(pytester) == 1  # only the test without the hook used the file
 
 
@@ -261,6 +261,6 @@ def test_runs(i, parsl_run_dir):
         f.write(f"{parsl_run_dir}\\n")
 """
     )
-    run_parslflow("--parsl-config", "site.py", "-n", "2").assert_outcomes(passed=4)
+    run_parslflow("--parslflow-config", "site.py", "-n", "2").assert_outcomes(passed=4)
     assert len(set((pytester.path / "run_dirs.txt").read_text().splitlines())) == 4
     assert calls(pytester) == 4

@@ -1,4 +1,4 @@
-"""A real batch scheduler: the plugin's tests run through ``--parsl-config`` on a
+"""A real batch scheduler: the plugin's tests run through ``--parslflow-config`` on a
 single-node Slurm (``.ci/slurm.sh start``), with HTEX blocks submitted by Parsl's
 ``SlurmProvider`` (``examples/site/slurm_config.py``).
 
@@ -95,7 +95,12 @@ def test_fails_on_slurm():
 """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "parslflow", f"--parsl-config={SITE_CONFIG}", "--parsl-keep=all", "-v", timeout=300
+        "-p",
+        "parslflow",
+        f"--parslflow-config={SITE_CONFIG}",
+        "--parslflow-keep=all",
+        "-v",
+        timeout=300,
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -158,7 +163,9 @@ def test_block_fails():
     never_runs().result()
 """
     )
-    result = pytester.runpytest_subprocess("-p", "parslflow", "--parsl-config=site.py", timeout=300)
+    result = pytester.runpytest_subprocess(
+        "-p", "parslflow", "--parslflow-config=site.py", timeout=300
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [

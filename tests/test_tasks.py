@@ -47,7 +47,7 @@ def test_retries_run_out(tmp_path, parsl_tasks):
         parsl_tasks[7]
 """
     )
-    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=2)
+    run_parslflow("-v", f"--parslflow-executor={executor}").assert_outcomes(passed=2)
 
 
 @BOTH_EXECUTORS
@@ -92,7 +92,7 @@ def test_report():
     assert total(survey(3)).result() == 3
 """
     )
-    result = run_parslflow("-v", f"--parsl-executor={executor}")
+    result = run_parslflow("-v", f"--parslflow-executor={executor}")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -144,7 +144,7 @@ def test_memoized(parsl_tasks):
     assert parsl_tasks.memoized == [second]
 """
     )
-    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=2)
+    run_parslflow("-v", f"--parslflow-executor={executor}").assert_outcomes(passed=2)
 
 
 RESTART = """
@@ -187,7 +187,7 @@ def test_restart_reuses_checkpoints(
         f"checkpoint={mode!r}" + (", checkpoint_period='00:00:01'" if mode == "periodic" else ""),
     ).replace("MODE ==", f"{mode!r} ==")
     pytester.makepyfile(source)
-    run_parslflow("-v", f"--parsl-executor={executor}").assert_outcomes(passed=1)
+    run_parslflow("-v", f"--parslflow-executor={executor}").assert_outcomes(passed=1)
 
 
 def test_restart_without_checkpoints_is_a_clear_error(

@@ -15,7 +15,7 @@ Tests 3 and 4 start an HTEX (about a second each, plus the 3 s timeout).
 
 Tutorial sections: "Local Logs" (each report quotes the logs of that layout that
 explain its failure) and "Exceptions". The README's report excerpts come from
-this file, run with ``--parsl-log-lines 12``.
+this file, run with ``--parslflow-log-lines 12``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A site config for a Slurm cluster: the same tests, run on a real batch scheduler.
 
-    pytest -p parslflow --parsl-config examples/site/slurm_config.py tests_of_your_workflow/
+    pytest -p parslflow --parslflow-config examples/site/slurm_config.py tests_of_your_workflow/
 
 Parsl's convention: ``fresh_config()`` returns a new ``parsl.config.Config`` each time
 it is called, and the plugin calls it for every test (and every ``parsl_restart``), then

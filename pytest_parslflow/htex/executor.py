@@ -17,7 +17,7 @@ import psutil
 from parsl.executors import HighThroughputExecutor
 from parsl.providers import LocalProvider
 
-from pytest_parslflow._htex_interchange import PORT_FILE
+from pytest_parslflow.htex._htex_interchange import PORT_FILE
 
 #: How long a cancelled block's processes get to exit on SIGTERM before SIGKILL.
 CANCEL_GRACE_SECONDS = 3.0

@@ -68,7 +68,7 @@ def _worker_init(extra_paths: Sequence[Path], own_pool: bool = True) -> str:
     Where coverage measures the session, the environment also tells the worker pool
     (the plugin's, or with ``own_pool`` false Parsl's) to measure its workers
     (``coverage_support``)."""
-    from pytest_parslflow.coverage_support import worker_environment
+    from pytest_parslflow.htex.coverage_support import worker_environment
 
     entries = [p for p in sys.path if p] + [os.fspath(p) for p in extra_paths]
     path = os.pathsep.join(dict.fromkeys(entries))
@@ -93,7 +93,7 @@ def _launch_commands() -> tuple[str, list[str], bool]:
 
     python = _format_literal(sys.executable)
     if "--port={worker_port}" in DEFAULT_LAUNCH_CMD:
-        from pytest_parslflow._htex_interchange import PORT_FILE
+        from pytest_parslflow.htex._htex_interchange import PORT_FILE
 
         pool = f"{python} {_format_literal(str(_HERE / '_htex_pool.py'))} {{logdir}}/{PORT_FILE}"
         launch = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1)
@@ -110,7 +110,7 @@ def make_htex_executor(
     block on this machine, listening on 127.0.0.1 only, encrypted."""
     from parsl.launchers import SingleNodeLauncher
 
-    from pytest_parslflow._htex_executor import BlockLocalProvider, FastStartHTEX
+    from pytest_parslflow.htex.executor import BlockLocalProvider, FastStartHTEX
 
     launch_cmd, interchange_cmd, fast = _launch_commands()
     executor_class = FastStartHTEX if fast else _plain_htex()

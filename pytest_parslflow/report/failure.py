@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pytest_parslflow.lifecycle import ParslTestRun
-from pytest_parslflow.logs import (
+from pytest_parslflow.monitoring import monitoring_view
+from pytest_parslflow.report.logs import (
     excerpt,
     executor_logs,
     relative,
@@ -26,7 +27,6 @@ from pytest_parslflow.logs import (
     tail_of,
     task_pattern,
 )
-from pytest_parslflow.monitoring import monitoring_view
 from pytest_parslflow.tasks import ParslTask, state_counts
 
 SECTION = "Captured stdout parsl"
@@ -182,7 +182,7 @@ def excerpts(
 def failure_report(item: pytest.Item, run: ParslTestRun, max_lines: int, keep: str) -> str:
     """The whole report text for a failed Parsl test."""
     tasks = run.tasks()
-    kept = "kept" if keep in ("failed", "all") else "removed after the test: --parsl-keep none"
+    kept = "kept" if keep in ("failed", "all") else "removed after the test: --parslflow-keep none"
     extra: list[Path] = []
     for result in item.ihook.pytest_parslflow_log_files(run_dir=run.run_dir):
         extra.extend(Path(p) for p in result or ())
