@@ -28,6 +28,7 @@ from pytest_parslflow.lifecycle import (
     remove_run_base,
 )
 from pytest_parslflow.options import options_of
+from pytest_parslflow.ownership import Owner, note
 from pytest_parslflow.settings import ParslSettings
 
 if TYPE_CHECKING:
@@ -138,12 +139,14 @@ class SharedRuns:
                 )
                 cleanup_dfk(shared.dfk)
                 shared.dfk = None
+        run.set_aside_loaded()
         if shared.dfk is None:
             config, builtin = make_config()
             problem = load_problem(run, config, builtin)
             if problem:
                 pytest.fail(f"{item.nodeid}: {problem}", pytrace=False)
             shared.dfk = load_dfk(config)
+            note(shared.dfk, Owner(shared.scope, shared.module or "", "the parsl marker"))
             shared.dfks.append(shared.dfk)
             shared.recorder = TaskRecorder(shared.dfk, run=shared.loads)
             shared.loads += 1

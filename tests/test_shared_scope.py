@@ -106,7 +106,7 @@ def pid():
 def test_first(parsl_dfk):
     assert pid().result()
 
-def test_leaves_a_parsl_process():
+def test_leaves_a_parsl_process(parsl_run_dir):  # opts in: its leaks are checked
     stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "parsl"])
     with open(STRAY, "w") as out:
         out.write(str(stray.pid))
