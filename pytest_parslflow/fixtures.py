@@ -17,7 +17,7 @@ from pytest_parslflow.lifecycle import (
     load_problem,
     run_base_name,
 )
-from pytest_parslflow.settings import MARKER, SettingsError
+from pytest_parslflow.settings import SettingsError
 
 if TYPE_CHECKING:
     from parsl.config import Config
@@ -195,10 +195,3 @@ def parsl_monitoring(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) 
             pytrace=False,
         )
     return ParslMonitoring(run)
-
-
-@pytest.fixture(autouse=True)
-def _parsl_marked(request: pytest.FixtureRequest) -> None:
-    """A test marked ``parsl`` gets its DFK without asking for a fixture."""
-    if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("parsl_dfk")

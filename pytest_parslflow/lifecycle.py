@@ -161,8 +161,6 @@ def shared_run_bases(config: pytest.Config) -> list[Path]:
 
 #: whether the test opted in (and so is managed), set at its setup
 MANAGED = pytest.StashKey[bool]()
-#: the DFK loaded when a managed test's setup began (not the test's to clean up)
-LOADED_AT_SETUP = pytest.StashKey["DataFlowKernel | None"]()
 #: for a test that did not opt in, where the loaded DFK stood when it began
 OBSERVED: pytest.StashKey[ObservedWindow] = pytest.StashKey()
 #: what of Parsl was running when the test started, for the leak guard

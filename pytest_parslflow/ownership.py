@@ -63,6 +63,9 @@ class ParslflowWarning(pytest.PytestWarning):
     not opt in, or by a broader owner after its scope ended)."""
 
 
+#: the DFK loaded when a managed test's setup began (not the test's to clean up)
+LOADED_AT_SETUP = pytest.StashKey["DataFlowKernel | None"]()
+
 _OWNERS: weakref.WeakKeyDictionary[DataFlowKernel, Owner] = weakref.WeakKeyDictionary()
 #: DFKs of broader owners, until their scope ends and they are checked
 _PENDING: weakref.WeakKeyDictionary[DataFlowKernel, Owner] = weakref.WeakKeyDictionary()
@@ -165,3 +168,11 @@ def warn(item: pytest.Item, message: str) -> None:
         summary = item.config.pluginmanager.get_plugin(SUMMARY)
         if summary is not None:
             summary.notes.append(message)
+
+
+def started_by(item: pytest.Item, dfk: DataFlowKernel) -> bool:
+    """Whether the test (its body or its function-scoped fixtures) started ``dfk``."""
+    owner = owner_of(dfk)
+    if owner is None:  # loaded where nothing noticed: the test's unless loaded before it
+        return dfk is not item.stash.get(LOADED_AT_SETUP, None)
+    return owner.scope == "function" and owner.nodeid == item.nodeid

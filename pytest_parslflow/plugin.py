@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Generator
-from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_parslflow import hookspecs
 from pytest_parslflow.fixtures import (
-    _parsl_marked,
     _parslflow_config,
     parsl_config,
     parsl_dfk,
@@ -26,9 +24,7 @@ from pytest_parslflow.fixtures import (
 )
 from pytest_parslflow.lifecycle import (
     LEAK_BASELINE,
-    LOADED_AT_SETUP,
     MANAGED,
-    OBSERVED,
     PARSL_FIXTURES,
     PHASE_FAILED,
     REMOVER,
@@ -43,18 +39,16 @@ from pytest_parslflow.lifecycle import (
     quiet_parsl_in_captured_logs,
     shared_run_bases,
 )
+from pytest_parslflow.observer import observer, start_observing
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
 from pytest_parslflow.ownership import (
     DFLOW,
-    OUTSIDE_TESTS,
+    LOADED_AT_SETUP,
     SUMMARY,
     Owner,
-    fixture_owner,
     loaded_dfk,
     note,
-    note_if_loaded,
-    owner_of,
-    owners_ended,
+    started_by,
     warn,
 )
 from pytest_parslflow.report.summary import SessionSummary
@@ -66,11 +60,7 @@ from pytest_parslflow.settings import (
     marked_executors,
 )
 
-if TYPE_CHECKING:
-    from parsl.dataflow.dflow import DataFlowKernel
-
 __all__ = [
-    "_parsl_marked",
     "_parslflow_config",
     "parsl_config",
     "parsl_dfk",
@@ -128,9 +118,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The marker's ``timeout`` is enforced by pytest-timeout."""
+    """Which tests opted in, once; the marker's ``timeout`` is enforced by pytest-timeout."""
     for item in items:
-        if item.get_closest_marker(MARKER) is None:
+        managed = item.stash[MANAGED] = opted_in(item)
+        if not managed or item.get_closest_marker(MARKER) is None:
             continue
         try:
             timeout = item_settings(item).timeout
@@ -140,40 +131,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(timeout))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(
-    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
-) -> Generator[None, object, object]:
-    """A DFK loaded by a fixture (``setup_module``/``setup_class`` are fixtures too)
-    belongs to the fixture's scope."""
-    before = loaded_dfk()
-    try:
-        return (yield)
-    finally:
-        if DFLOW in sys.modules:
-            note_if_loaded(before, fixture_owner(fixturedef, request))
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if DFLOW in sys.modules or any(item.stash.get(MANAGED, False) for item in session.items):
+        start_observing(session.config)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Every marker argument is checked before the test runs: an error for this test alone.
-    A test that did not opt in is only observed: at most, the loaded DFK's task count."""
+    A test that did not opt in is not looked at until Parsl is imported, and then only
+    observed (``observer``)."""
+    managed = item.stash.get(MANAGED, None)
+    if managed is None:  # an item that skipped collection's hooks
+        managed = item.stash[MANAGED] = opted_in(item)
+    if not managed:
+        if DFLOW in sys.modules and observer(item.config) is None:
+            start_observing(item.config).test_begins(item)
+        return
     # A rerun (pytest-rerunfailures) runs the same item again: a new attempt, a new run.
     if TEST_RUN in item.stash:
         del item.stash[TEST_RUN]
     item.stash[PHASE_FAILED] = False
     item.stash[REPORT] = ""
-    managed = item.stash[MANAGED] = opted_in(item)
-    dfk = loaded_dfk()
-    if dfk is not None and owner_of(dfk) is None:
-        note(dfk, OUTSIDE_TESTS)
-    if not managed:
-        if dfk is not None:
-            from pytest_parslflow.report.observed import ObservedWindow
-
-            item.stash[OBSERVED] = ObservedWindow.start(dfk)
-        return
-    item.stash[LOADED_AT_SETUP] = dfk
+    item.stash[LOADED_AT_SETUP] = loaded_dfk()
     if DFLOW in sys.modules:
         # Parsl processes of earlier tests were ended after them: the baseline needs no
         # process scan unless module- or session-scoped DFKs run, whose processes it spares
@@ -186,48 +166,46 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     except SettingsError as exc:
         message = str(exc)
     else:
+        if item.get_closest_marker(MARKER) is not None:
+            _request_dfk_first(item)
         return
     pytest.fail(message, pytrace=False)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """A DFK loaded in the test's body belongs to the test."""
-    before = loaded_dfk()
-    try:
-        return (yield)
-    finally:
-        if DFLOW in sys.modules:
-            note_if_loaded(before, Owner("function", item.nodeid, "the test body"))
+def _request_dfk_first(item: pytest.Item) -> None:
+    """A marked test gets its DFK without asking: ``parsl_dfk`` joins the test's fixtures,
+    set up before its first function-scoped one (as a plugin's autouse fixture would be,
+    without an autouse fixture's cost to every other test)."""
+    names: list[str] = getattr(item, "fixturenames", [])
+    if "parsl_dfk" in names:
+        return
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    position = len(names)
+    for index, name in enumerate(names):
+        defs = definitions.get(name)
+        if defs and defs[-1].scope == "function":
+            position = index
+            break
+    # a copy: parametrized items of one function share the list
+    item.fixturenames = [*names[:position], "parsl_dfk", *names[position:]]  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(
-    item: pytest.Item, nextitem: pytest.Item | None
-) -> Generator[None, None, None]:
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     """After a test that opted in: no DFK it started stays loaded, and what Parsl left
-    running is named and ended (``--parslflow-leaks``). After any other test: a DFK its
-    body left loaded is a warning, and nothing is touched. Then the DFKs of owners whose
-    scope just ended (their finalizers ran) are checked, with a warning at most."""
+    running is named and ended (``--parslflow-leaks``). Tests that did not opt in are
+    left to the observer."""
     yield
-    if DFLOW not in sys.modules:
+    if not item.stash.get(MANAGED, False):
+        if DFLOW in sys.modules and observer(item.config) is None:
+            # Parsl first imported in this test's body: what it loaded is its own
+            start_observing(item.config)
+            dfk = loaded_dfk()
+            if dfk is not None:
+                note(dfk, Owner("function", item.nodeid, "the test body"))
         return
     mode = options_of(item.config).leaks
-    message = ""
-    if item.stash.get(MANAGED, False):
-        message = _managed_leaks(item, mode)
-    elif mode != "off":
-        _observed_leftover(item)
-    if mode != "off":
-        for dfk, owner in owners_ended(nextitem):
-            problem = "is still running" if not dfk.cleanup_called else "is still loaded"
-            if dfk.cleanup_called and loaded_dfk() is not dfk:
-                continue
-            warn(
-                item,
-                f"the DataFlowKernel started by {owner.describe()} (run dir {dfk.run_dir}) "
-                f"{problem} after its scope ended: call dfk.cleanup() in its teardown",
-            )
+    message = _managed_leaks(item, mode)
     if not message:
         return
     if mode == "fail":
@@ -240,7 +218,7 @@ def _managed_leaks(item: pytest.Item, mode: str) -> str:
     leaks: list[str] = []
     leaked = loaded_dfk()
     run = item.stash.get(TEST_RUN, None)
-    if leaked is not None and _started_by_test(item, leaked):
+    if leaked is not None and started_by(item, leaked):
         error = cleanup_dfk(leaked)
         leaks.append(
             f"a loaded DataFlowKernel (run dir {leaked.run_dir}), now cleaned up"
@@ -263,31 +241,6 @@ def _managed_leaks(item: pytest.Item, mode: str) -> str:
     )
 
 
-def _started_by_test(item: pytest.Item, dfk: DataFlowKernel) -> bool:
-    """Whether the test (its body or function-scoped fixtures) started ``dfk``: what a
-    broader owner started is left alone while that owner lives."""
-    owner = owner_of(dfk)
-    if owner is None:
-        return dfk is not item.stash.get(LOADED_AT_SETUP, None)
-    return owner.scope == "function" and owner.nodeid == item.nodeid
-
-
-def _observed_leftover(item: pytest.Item) -> None:
-    """A test that did not opt in and left a DFK of its own loaded: a warning, no more."""
-    dfk = loaded_dfk()
-    if dfk is None or not _started_by_test(item, dfk):
-        return
-    owner = owner_of(dfk)
-    by = owner.what if owner is not None else "the test"
-    state = "cleaned up but still loaded" if dfk.cleanup_called else "still loaded and running"
-    warn(
-        item,
-        f"{item.nodeid}: the DataFlowKernel loaded by {by} (run dir {dfk.run_dir}) is {state} "
-        f"after the test; later tests will find it loaded. Call parsl.dfk().cleanup() (and "
-        f"parsl.clear()) at the test's end, or use @pytest.mark.parsl, which does it for you",
-    )
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -295,13 +248,13 @@ def pytest_runtest_makereport(
     """The failure report of a Parsl test; after teardown, ``--parslflow-keep`` and the figures
     for the session summary."""
     report = yield
+    if not item.stash.get(MANAGED, False):
+        return report
     failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
     if failed:
         item.stash[PHASE_FAILED] = True
     run = item.stash.get(TEST_RUN, None)
     if run is None:
-        if report.failed and DFLOW in sys.modules and not item.stash.get(REPORT, "x"):
-            _observed_report(item, report)
         return report
     options = options_of(item.config)
     from pytest_parslflow.report.failure import SECTION, failure_report, summary_data
@@ -344,21 +297,3 @@ LOADED_TWICE = (
 def _loaded_twice(exc: BaseException) -> bool:
     """Whether ``exc`` is Parsl refusing a second ``parsl.load()``."""
     return type(exc).__name__ == "ConfigurationError" and "already been loaded" in str(exc)
-
-
-def _observed_report(item: pytest.Item, report: pytest.TestReport) -> None:
-    """A failed test that did not opt in, while a DFK is loaded: the tasks it submitted,
-    read from that run's logs; the DFK itself is not touched."""
-    dfk = loaded_dfk()
-    if dfk is None:
-        return
-    from pytest_parslflow.report.failure import SECTION
-    from pytest_parslflow.report.observed import ObservedWindow, observed_report
-
-    window = item.stash.get(OBSERVED, None)
-    if window is None or window.dfk is not dfk:
-        window = ObservedWindow.whole(dfk)  # loaded during this test: all of it is the test's
-    text = observed_report(window, options_of(item.config).log_lines)
-    item.stash[REPORT] = text
-    if text:
-        report.sections.append((SECTION, text))
