@@ -60,6 +60,9 @@ from pytest_parslflow.settings import (
     marked_executors,
 )
 
+#: the name of the managed tests' hooks in the plugin manager
+MANAGED_TESTS = "parslflow-managed"
+
 __all__ = [
     "_parslflow_config",
     "parsl_config",
@@ -132,7 +135,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if DFLOW in sys.modules or any(item.stash.get(MANAGED, False) for item in session.items):
+    managed = any(item.stash.get(MANAGED, False) for item in session.items)
+    if managed:
+        session.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
+    if managed or DFLOW in sys.modules:
         start_observing(session.config)
 
 
@@ -144,6 +150,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     managed = item.stash.get(MANAGED, None)
     if managed is None:  # an item that skipped collection's hooks
         managed = item.stash[MANAGED] = opted_in(item)
+        if managed and not item.config.pluginmanager.has_plugin(MANAGED_TESTS):
+            item.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
     if not managed:
         if DFLOW in sys.modules and observer(item.config) is None:
             start_observing(item.config).test_begins(item)
@@ -190,27 +198,49 @@ def _request_dfk_first(item: pytest.Item) -> None:
     item.fixturenames = [*names[:position], "parsl_dfk", *names[position:]]  # type: ignore[attr-defined]
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """After a test that opted in: no DFK it started stays loaded, and what Parsl left
-    running is named and ended (``--parslflow-leaks``). Tests that did not opt in are
-    left to the observer."""
-    yield
-    if not item.stash.get(MANAGED, False):
-        if DFLOW in sys.modules and observer(item.config) is None:
-            # Parsl first imported in this test's body: what it loaded is its own
-            start_observing(item.config)
-            dfk = loaded_dfk()
-            if dfk is not None:
-                note(dfk, Owner("function", item.nodeid, "the test body"))
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After the test's finalizers: if Parsl was first imported in the body of a test that
+    did not opt in, the observer starts, and what the test loaded is its own."""
+    if DFLOW not in sys.modules or observer(item.config) is not None:
         return
-    mode = options_of(item.config).leaks
-    message = _managed_leaks(item, mode)
-    if not message:
-        return
-    if mode == "fail":
-        pytest.fail(message, pytrace=False)
-    warn(item, message)
+    start_observing(item.config)
+    dfk = loaded_dfk()
+    if dfk is not None and not item.stash.get(MANAGED, False):
+        note(dfk, Owner("function", item.nodeid, "the test body"))
+
+
+class ManagedTests:
+    """The hooks for tests that opted in; registered only when a collected test did, so
+    that a suite without them pays for no hook wrapper per test."""
+
+    @staticmethod
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+        """After a test that opted in: no DFK it started stays loaded, and what Parsl left
+        running is named and ended (``--parslflow-leaks``)."""
+        yield
+        if not item.stash.get(MANAGED, False):
+            return
+        mode = options_of(item.config).leaks
+        message = _managed_leaks(item, mode)
+        if not message:
+            return
+        if mode == "fail":
+            pytest.fail(message, pytrace=False)
+        warn(item, message)
+
+    @staticmethod
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """The failure report of a test that opted in; after teardown, ``--parslflow-keep``
+        and the figures for the session summary."""
+        report = yield
+        if item.stash.get(MANAGED, False):
+            _report_managed(item, call, report)
+        return report
 
 
 def _managed_leaks(item: pytest.Item, mode: str) -> str:
@@ -241,21 +271,15 @@ def _managed_leaks(item: pytest.Item, mode: str) -> str:
     )
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """The failure report of a Parsl test; after teardown, ``--parslflow-keep`` and the figures
-    for the session summary."""
-    report = yield
-    if not item.stash.get(MANAGED, False):
-        return report
+def _report_managed(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> None:
     failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
     if failed:
         item.stash[PHASE_FAILED] = True
     run = item.stash.get(TEST_RUN, None)
     if run is None:
-        return report
+        return
     options = options_of(item.config)
     from pytest_parslflow.report.failure import SECTION, failure_report, summary_data
 
@@ -281,7 +305,6 @@ def pytest_runtest_makereport(
         report.parslflow = summary_data(run, run.base if keep else None)  # type: ignore[attr-defined]
         # the test is over: its DFKs and task records need not live as long as the session
         del item.stash[TEST_RUN]
-    return report
 
 
 #: the note on a failure report where the test's own parsl.load() found the marker's DFK

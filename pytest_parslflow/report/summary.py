@@ -22,8 +22,10 @@ class SessionSummary:
         self.notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
         figures: Any = getattr(report, "parslflow", None)
-        if report.when != "teardown" or not isinstance(figures, dict):
+        if not isinstance(figures, dict):
             return
         self.tests += 1
         for name in self.figures:
