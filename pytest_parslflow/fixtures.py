@@ -146,11 +146,37 @@ def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[
     problem = load_problem(run, parsl_config, run.builtin)
     if problem:
         pytest.fail(f"{request.node.nodeid}: {problem}", pytrace=False)
-    dfk = run.load(parsl_config)
     try:
-        yield dfk
-    finally:
-        run.close()
+        dfk = run.load(parsl_config)
+    except FileNotFoundError as exc:
+        why = missing_command(exc)
+        if not why:
+            raise
+        message = f"{request.node.nodeid}: {why}"
+    else:
+        try:
+            yield dfk
+        finally:
+            run.close()
+        return
+    pytest.fail(message, pytrace=False)
+
+
+def missing_command(exc: FileNotFoundError) -> str:
+    """One line on an executor that cannot start because a command of Parsl's is not on
+    PATH (a venv that is not activated), or ``""`` for any other missing file."""
+    import os
+    import sys
+
+    command = os.path.basename(str(exc.filename or ""))
+    if not command.endswith(".py") or os.path.isabs(str(exc.filename)):
+        return ""
+    return (
+        f"the executor cannot start: {command!r} is not on PATH ({exc}); the session's "
+        f"venv ({sys.prefix}) is probably not activated, so its bin/ is not on PATH. "
+        f"Activate it, or give the executor the full path, e.g. "
+        f"interchange_launch_cmd=[sys.executable, <parsl/executors/high_throughput/{command}>]"
+    )
 
 
 @pytest.fixture
