@@ -9,6 +9,7 @@ reports. What the plugin manages (tests that opted in) is in ``plugin.py``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 
 import pytest
@@ -61,7 +62,7 @@ class ParslObserver:
         try:
             return (yield)
         finally:
-            note_if_loaded(before, fixture_owner(fixturedef, request))
+            note_if_loaded(before, functools.partial(fixture_owner, fixturedef, request))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -88,7 +89,9 @@ class ParslObserver:
         try:
             return (yield)
         finally:
-            note_if_loaded(before, Owner("function", item.nodeid, "the test body"))
+            note_if_loaded(
+                before, functools.partial(Owner, "function", item.nodeid, "the test body")
+            )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(
