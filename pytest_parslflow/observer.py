@@ -142,7 +142,16 @@ class ParslObserver:
         """A failed test that did not opt in, while a DFK is loaded: the tasks it
         submitted, read from that run's logs; the DFK itself is not touched."""
         report = yield
-        if not report.failed or item.stash.get(MANAGED, False) or item.stash.get(REPORT, ""):
+        if item.stash.get(MANAGED, False):
+            return report
+        text = item.stash.get(REPORT, "")
+        if text and report.when == "teardown":
+            from pytest_parslflow.report.failure import SECTION
+
+            # JUnit XML writes captured output from the teardown report
+            if (SECTION, text) not in report.sections:
+                report.sections.append((SECTION, text))
+        if not report.failed or text:
             return report
         dfk = loaded_dfk()
         if dfk is None:
