@@ -251,10 +251,10 @@ def _app_graph(tasks: Sequence[ParslTask], x0: float, y0: float) -> _Drawing:
             parent = by_key.get((task.run, dep))
             if parent is None:
                 continue
-            counts = edges.setdefault((parent.app, task.app), [0, 0])
-            counts[0] += 1
+            tally = edges.setdefault((parent.app, task.app), [0, 0])
+            tally[0] += 1
             if task.state == "dep_fail" and parent.failed:
-                counts[1] += 1
+                tally[1] += 1
     roots = root_keys(tasks)
     layers: dict[int, list[str]] = collections.defaultdict(list)
     for app in apps:
@@ -293,15 +293,15 @@ def _app_graph(tasks: Sequence[ParslTask], x0: float, y0: float) -> _Drawing:
                 f"{title}, {failing} failed by it</title></path>"
             )
         else:
-            width = 1.2 + min(3.0, math.log10(count + 1))
+            stroke = 1.2 + min(3.0, math.log10(count + 1))
             edge_parts.append(
                 f'<path class="edge" d="{path}" data-from={_attr(source)} '
-                f'data-to={_attr(target)} stroke="#90a4ae" stroke-width="{width:.1f}" '
+                f'data-to={_attr(target)} stroke="#90a4ae" stroke-width="{stroke:.1f}" '
                 f'fill="none" marker-end="url(#arrow)">{title}</title></path>'
             )
     parts += edge_parts + fail_parts
     for app, members in apps.items():
-        x, y, height = position[app]
+        x, y, box_h = position[app]
         counts = collections.Counter(t.state for t in members)
         tries = sum(t.tries for t in members)
         failed = counts["failed"] + counts["dep_fail"]
@@ -309,7 +309,7 @@ def _app_graph(tasks: Sequence[ParslTask], x0: float, y0: float) -> _Drawing:
             f'<g class="app{" failed" if failed else ""}" data-app={_attr(app)} '
             f'data-tasks="{len(members)}" data-tries="{tries}">'
             f"<title>{escape(f'{app}: {len(members)} tasks: {state_counts(members)}')}</title>"
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{_APP_W}" height="{height}" rx="5" '
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{_APP_W}" height="{box_h:.0f}" rx="5" '
             f'fill="#fafafa" stroke="{_FAIL_PATH if failed else "#455a64"}" '
             f'stroke-width="{2 if failed else 1}"/>'
             f'<text x="{x + 8:.1f}" y="{y + 16:.1f}" font-weight="bold">{_text(app, 28)}</text>'
@@ -401,7 +401,7 @@ def _pack(tries: list[_Try]) -> list[int]:
 
 def _nice_step(span: float) -> float:
     raw = span / 6 or 1.0
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude = 10.0 ** math.floor(math.log10(raw))
     for factor in (1, 2, 5, 10):
         if raw <= factor * magnitude:
             return factor * magnitude
