@@ -4,7 +4,9 @@ run directory, and the ``parsl_monitoring`` fixture that reads it."""
 from __future__ import annotations
 
 import inspect
+import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,3 +117,68 @@ def monitoring_view(run: ParslTestRun, task_ids: list[tuple[int, int]]) -> list[
                 f"returned {row['task_time_returned']}"
             )
     return lines or ["(monitoring recorded none of the failed tasks)"]
+
+
+#: the logs of Parsl's monitoring processes in a DFK's run directory (text or JSON)
+MONITORING_LOGS = (
+    "database_manager.log",
+    "database_manager.jsonlog",
+    "monitoring_*.log",
+    "monitoring_*.jsonlog",
+)
+_LEVELS = re.compile(r"\b(ERROR|CRITICAL)\b")
+# a new record in Parsl's text format (epoch, then date) or in its JSON format
+_RECORD = re.compile(r"^(\d+\.\d+ \d{4}-\d\d-\d\d |\{)")
+
+
+def monitoring_errors(run: ParslTestRun, max_lines: int) -> list[tuple[str, list[str]]]:
+    """ERROR and CRITICAL lines (with the traceback lines after them) that Parsl's
+    monitoring processes (database manager, router, radios) logged, per file relative to
+    the run directory; at most ``max_lines`` lines a file. Parsl otherwise loses
+    monitoring data without a word where the test can see it."""
+    from pytest_parslflow.report.jsonlog import readable
+    from pytest_parslflow.report.logs import relative
+
+    found: list[tuple[str, list[str]]] = []
+    for dfk in run.dfks:
+        if dfk.monitoring is None:
+            continue
+        folder = Path(dfk.run_dir)
+        paths = sorted({p for pattern in MONITORING_LOGS for p in folder.glob(pattern)})
+        for path in paths:
+            chosen: list[str] = []
+            more = 0
+            in_error = False
+            try:
+                handle = path.open(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            with handle:
+                for raw in handle:
+                    line = raw.rstrip("\n")
+                    if _RECORD.match(line):
+                        text = readable(line)
+                        level = text.split()[1] if text else ""
+                        in_error = (
+                            level in ("ERROR", "CRITICAL")
+                            if text
+                            else bool(_LEVELS.search(line[:200]))
+                        )
+                    if not in_error:
+                        continue
+                    if len(chosen) < max_lines:
+                        chosen.append(_shown(line, readable))
+                    else:
+                        more += 1
+            if chosen:
+                if more:
+                    chosen.append(f"[... {more} more error lines ...]")
+                found.append((relative(path, [run.run_dir, folder]), chosen))
+    return found
+
+
+def _shown(line: str, readable: Callable[[str], str | None]) -> str:
+    from pytest_parslflow.report.logs import _decode
+
+    text = readable(line)
+    return text if text is not None else _decode(line.encode())

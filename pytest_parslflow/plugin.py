@@ -40,6 +40,7 @@ from pytest_parslflow.lifecycle import (
     uses_parsl,
 )
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
+from pytest_parslflow.report.ci import ParslCI
 from pytest_parslflow.report.summary import SessionSummary
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
@@ -74,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS] = read_options(config)
     mark_session()
     config.pluginmanager.register(SessionSummary(), "parslflow-summary")
+    config.pluginmanager.register(ParslCI(config), "parslflow-ci")
 
 
 @pytest.hookimpl(trylast=True)
