@@ -127,18 +127,29 @@ MONITORING_LOGS = (
     "monitoring_*.jsonlog",
 )
 _LEVELS = re.compile(r"\b(ERROR|CRITICAL)\b")
-# a new record in Parsl's text format (epoch, then date) or in its JSON format
-_RECORD = re.compile(r"^(\d+\.\d+ \d{4}-\d\d-\d\d |\{)")
+# a new record: Parsl's text format (epoch, then date), set_file_logger's (date first, as
+# the database manager writes) or its JSON format
+_RECORD = re.compile(r"^(\d+\.\d+ \d{4}-\d\d-\d\d |\d{4}-\d\d-\d\d |\{)")
+# set_file_logger's format: "2026-11-29 20:57:23.287 parsl.x:603 [ERROR] [thread 1] text"
+_FILE_LOGGER = re.compile(r"^\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d)\S* \S+ \[(\w+)\] \[[^\]]*\] (.*)$")
 
 
 def monitoring_errors(run: ParslTestRun, max_lines: int) -> list[tuple[str, list[str]]]:
     """ERROR and CRITICAL lines (with the traceback lines after them) that Parsl's
     monitoring processes (database manager, router, radios) logged, per file relative to
     the run directory; at most ``max_lines`` lines a file. Parsl otherwise loses
-    monitoring data without a word where the test can see it."""
+    monitoring data without a word where the test can see it.
+
+    Where no task is in flight the test's run is finished first (as for
+    :func:`monitoring_view`), so that the monitoring processes have handled every message.
+    """
     from pytest_parslflow.report.jsonlog import readable
     from pytest_parslflow.report.logs import relative
 
+    if not any(dfk.monitoring is not None for dfk in run.dfks):
+        return []
+    if run.shared is None and all(task.done for task in run.tasks()):
+        ParslMonitoring(run).finish()
     found: list[tuple[str, list[str]]] = []
     for dfk in run.dfks:
         if dfk.monitoring is None:
@@ -181,4 +192,10 @@ def _shown(line: str, readable: Callable[[str], str | None]) -> str:
     from pytest_parslflow.report.logs import _decode
 
     text = readable(line)
-    return text if text is not None else _decode(line.encode())
+    if text is not None:
+        return text
+    file_logger = _FILE_LOGGER.match(line)
+    if file_logger:
+        time, level, message = file_logger.groups()
+        return f"{time} {level:<7} {message}"
+    return _decode(line.encode())

@@ -189,6 +189,10 @@ class ParslCI:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         # read before the plugin's own makereport forgets the run at teardown
         run = item.stash.get(TEST_RUN, None)
+        monitoring: list[tuple[str, list[str]]] = []
+        if run is not None and call.when == "teardown" and PICTURE not in item.stash:
+            # before the run directory of a test that passed is removed
+            monitoring = self._monitoring_errors(item, run)
         report = yield
         if run is None:
             return report
@@ -197,6 +201,8 @@ class ParslCI:
                 self._failed(item, run, report)
             if report.when == "teardown":
                 self._finished(item, run, report)
+                if monitoring and PICTURE not in item.stash:
+                    self._warn_monitoring(item, monitoring)
         except Exception as exc:  # the report is a help: it never breaks the test run
             item.warn(
                 pytest.PytestWarning(
@@ -264,19 +270,26 @@ class ParslCI:
             data["artifact"] = os.fspath(artifact) if artifact else None
             data["picture"] = os.fspath(picture) if picture else None
             report.parslflow_ci = data  # type: ignore[attr-defined]
-        elif any(dfk.monitoring is not None for dfk in run.dfks):
-            from pytest_parslflow.monitoring import monitoring_errors
 
-            found = monitoring_errors(run, 10)
-            if found:
-                names = ", ".join(name for name, _ in found)
-                first = next(line for _, lines in found for line in lines)
-                item.warn(
-                    pytest.PytestWarning(
-                        f"{item.nodeid} passed, but Parsl's monitoring logged errors "
-                        f"(monitoring data may be missing) in {names}: {first}"
-                    )
-                )
+    def _monitoring_errors(
+        self, item: pytest.Item, run: ParslTestRun
+    ) -> list[tuple[str, list[str]]]:
+        from pytest_parslflow.monitoring import monitoring_errors
+
+        try:
+            return monitoring_errors(run, 10)
+        except Exception:  # the warning is a help: never a reason for an error
+            return []
+
+    def _warn_monitoring(self, item: pytest.Item, found: list[tuple[str, list[str]]]) -> None:
+        names = ", ".join(name for name, _ in found)
+        first = next(line for _, lines in found for line in lines)
+        item.warn(
+            pytest.PytestWarning(
+                f"{item.nodeid} passed, but Parsl's monitoring logged errors (its database "
+                f"may miss data) in {names}: {first}"
+            )
+        )
 
     def _copy(
         self, item: pytest.Item, run: ParslTestRun, base: Path, picture: Path | None

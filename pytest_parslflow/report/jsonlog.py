@@ -32,7 +32,11 @@ def readable(line: str) -> str | None:
     except (TypeError, ValueError, OverflowError, OSError):
         time = "--:--:--"
     task = record.get("parsl.task")
-    text = str(message)
+    # one line a record, as in the text logs: a traceback is named by its last line
+    first, *rest = str(message).split("\n") or [""]
+    text = first
+    if rest:
+        text += f"  [+{len(rest)} lines, ending: {rest[-1].strip()}]"
     if task is not None and f"ask {task}" not in text:
         text += f"  [task {task}]"
     return f"{time} {record['levelname']:<7} {text}"
