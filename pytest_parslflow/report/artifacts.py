@@ -19,16 +19,20 @@ MAX_NAME = 120
 REPORT_NAME = "report.txt"
 
 # upload-artifact refuses " : < > | * ? \r \n in paths; "/" and "\" would make folders
-_UNSAFE = re.compile(r"[^\w.\-\[\]=+,@()]")
+_UNSAFE = re.compile(r'[":<>|*?\\/\x00-\x1f\x7f]')
 
 
 def artifact_name(nodeid: str, attempt: int = 1) -> str:
     """A readable folder name for a test: ``tests/test_x.py::test_a[htex-1]`` becomes
-    ``tests_test_x.py__test_a[htex-1]``; a rerun's attempt is named, a long id is cut and
-    made unique with a hash of the whole."""
-    name = _UNSAFE.sub("_", nodeid.replace("::", "__"))
-    if len(name) > MAX_NAME:
-        digest = hashlib.sha1(nodeid.encode()).hexdigest()[:10]
+    ``tests_test_x.py__test_a[htex-1]``. Where the test's own name had to change (a
+    parameter with ``/`` or ``:``), or a long id was cut, a hash of the node id keeps it
+    unique; a rerun's attempt is named."""
+    path, _, test = nodeid.partition("::")
+    test = test.replace("::", "__")
+    safe_test = _UNSAFE.sub("_", test)
+    name = _UNSAFE.sub("_", path) + ("__" + safe_test if test else "")
+    if len(name) > MAX_NAME or safe_test != test:
+        digest = hashlib.sha1(nodeid.encode()).hexdigest()[:8]
         name = f"{name[:MAX_NAME]}-{digest}"
     if attempt > 1:
         name += f"_attempt{attempt}"

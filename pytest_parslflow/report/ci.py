@@ -74,7 +74,7 @@ def _crash(report: pytest.TestReport) -> tuple[str, str]:
     longrepr: Any = report.longrepr
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None:
-        message = str(crash.message)
+        message = (str(crash.message).strip().splitlines() or [""])[0]
     elif isinstance(longrepr, tuple) and len(longrepr) == 3:
         message = str(longrepr[2])
     else:

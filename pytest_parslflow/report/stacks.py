@@ -83,7 +83,7 @@ def thread_stacks(
             ((f, f.f_lineno) for f in frames), lookup_lines=True
         )
         for text in summary.format():
-            lines.extend("  " + part for part in text.rstrip("\n").split("\n"))
+            lines.extend(text.rstrip("\n").split("\n"))
     if shown > MAX_THREADS:
         lines.append(f"... and {shown - MAX_THREADS} more threads running tasks")
     elsewhere = len(in_flight) - shown
