@@ -60,7 +60,7 @@ _FAILED_TRY = "#e53935"
 _NODE_W, _NODE_H, _LAYER_GAP, _ROW_GAP = 150, 38, 46, 12
 _APP_W = 230
 _TIMELINE_W = 560
-_LANE_LABEL_W = 200
+_LANE_LABEL_W = 230
 _SUB_ROW_H = 12
 _MARGIN = 16
 _HEADER_H = 54
@@ -86,7 +86,24 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _tries_text(count: int) -> str:
+    return f"{count} tr{'y' if count == 1 else 'ies'}"
+
+
 Key = tuple[int, int]  # (run, task id)
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """Where and when an HTEX worker ran one executor task, from the worker's own log."""
+
+    lane: str
+    start: datetime.datetime | None = None
+    end: datetime.datetime | None = None
+
+
+#: (run, executor label, executor task id) -> the worker that ran it
+Workers = Mapping[tuple[int, str, str], WorkerRun]
 
 
 def _key(task: ParslTask) -> Key:
@@ -206,7 +223,7 @@ def _task_graph(tasks: Sequence[ParslTask], x0: float, y0: float) -> _Drawing:
         x, y = position[_key(task)]
         is_root = _key(task) in roots
         label = f"task {task.id}" + (f" (run {task.run})" if multi_run else "")
-        tries = f"{task.tries} tr{'y' if task.tries == 1 else 'ies'}"
+        tries = _tries_text(task.tries)
         if task.state == "dep_fail":
             second = f"dep_fail ← task {task.root}" if task.root is not None else "dep_fail"
         else:
@@ -338,7 +355,7 @@ def _app_graph(tasks: Sequence[ParslTask], x0: float, y0: float) -> _Drawing:
                 f'data-state="{task.state}" data-tries="{task.tries}">'
                 f"<title>{escape(f'task {task.id}: {task.tries} tries: {exc}')}</title>"
                 f'<text x="{x + 8:.1f}" y="{y + 74 + 14 * index:.1f}" fill="{_FAIL_PATH}">'
-                f"✗ task {task.id}, {task.tries} tries: {_text(exc, 22)}</text></g>"
+                f"✗ task {task.id}, {_tries_text(task.tries)}: {_text(exc, 22)}</text></g>"
             )
         if len(app_roots) > MAX_ROOTS_PER_APP:
             more = len(app_roots) - MAX_ROOTS_PER_APP
@@ -365,9 +382,9 @@ class _Try:
     failed: bool
 
 
-def _tries(
-    tasks: Sequence[ParslTask], workers: Mapping[tuple[int, str, str], str], now: datetime.datetime
-) -> list[_Try]:
+def _tries(tasks: Sequence[ParslTask], workers: Workers, now: datetime.datetime) -> list[_Try]:
+    """Each try from its launch to the next try's launch (or the task's end), or, where
+    the worker's log tells, from when the worker received it to when it completed it."""
     tries = []
     for task in tasks:
         for number, start in enumerate(task.try_launched):
@@ -377,7 +394,12 @@ def _tries(
             else:
                 end = task.returned or now
             executor_id = task.executor_ids[number] if number < len(task.executor_ids) else None
-            lane = workers.get((task.run, task.executor, str(executor_id)), task.executor)
+            worker = workers.get((task.run, task.executor, str(executor_id)))
+            lane = task.executor
+            if worker is not None:
+                lane = worker.lane
+                start = worker.start or start
+                end = worker.end or (end if worker.start is None else now)
             failed = not last or task.state in ("failed", "fail_retryable", "exec_failed")
             tries.append(_Try(task, number, lane, start, max(end, start), failed))
     return tries
@@ -410,7 +432,7 @@ def _nice_step(span: float) -> float:
 
 def _timeline(
     tasks: Sequence[ParslTask],
-    workers: Mapping[tuple[int, str, str], str],
+    workers: Workers,
     x0: float,
     y0: float,
     now: datetime.datetime,
@@ -448,19 +470,18 @@ def _timeline(
         rows = _pack(members)
         height_rows = max(rows) + 1
         failed_tries = sum(1 for t in members if t.failed)
-        label = f"{lane}: {len(members)} tries" + (
-            f", {failed_tries} failed" if failed_tries else ""
-        )
+        counts = f"{len(members)} tries" + (f", {failed_tries} failed" if failed_tries else "")
         parts.append(
             f'<g class="lane" data-lane={_attr(lane)} data-tries="{len(members)}">'
-            f'<text x="{x0:.1f}" y="{y + 10:.1f}">{_text(label, 34)}'
-            f"<title>{escape(label)}</title></text>"
+            f'<text x="{x0:.1f}" y="{y + 10:.1f}">{_text(lane, 40)}'
+            f"<title>{escape(lane)}: {counts}</title></text>"
+            f'<text x="{x0:.1f}" y="{y + 23:.1f}" fill="#546e7a">{counts}</text>'
         )
         if height_rows <= MAX_SUB_ROWS:
             for one, row in zip(members, rows, strict=True):
                 colour = _FAILED_TRY if one.failed else _colour(one.task.state)
                 x = at(one.start)
-                w = max(at(one.end) - x, 1.5)
+                w = max(at(one.end) - x, 3.0 if one.failed else 1.5)
                 exc = ""
                 if one.failed and one.number < len(one.task.exceptions):
                     exc = ": " + _describe(one.task.exceptions[one.number])
@@ -477,7 +498,7 @@ def _timeline(
                         f'<text x="{x + 3:.1f}" y="{y + row * _SUB_ROW_H + 8:.1f}" '
                         f'font-size="8" fill="white">{one.task.id}·try {one.number}</text>'
                     )
-            y += height_rows * _SUB_ROW_H + 6
+            y += max(height_rows * _SUB_ROW_H, 26) + 6
         else:
             # too many at once to draw one by one: how many ran, over time
             bins = 120
@@ -499,7 +520,7 @@ def _timeline(
             parts.append(
                 f'<polygon class="running" points="{" ".join(points)}" fill="#90caf9" '
                 f'stroke="#1e88e5"><title>up to {peak} tries running at once</title></polygon>'
-                f'<text x="{x0:.1f}" y="{y + 24:.1f}" fill="#546e7a">up to {peak} at once'
+                f'<text x="{x0:.1f}" y="{y + 36:.1f}" fill="#546e7a">up to {peak} at once'
                 f"</text>"
             )
             for one in [t for t in members if t.failed][:MAX_TICKS]:
@@ -530,24 +551,38 @@ def _timeline(
 
 # ---------------------------------------------------------------------- the workers
 
-_RECEIVED = re.compile(rb"Received executor task (\d+)")
+# a worker's "Received executor task 4" and "Completed executor task 4", with the record's
+# time: Parsl's text format starts with the epoch, its JSON format has "created"
+_WORKER_EVENT = re.compile(
+    rb"(?m)^(?:(\d+\.\d+) |\{\"created\": (\d+\.\d+)).*?(Received|Completed) executor task (\d+)"
+)
 
 
-def htex_workers(dfk_dirs: Sequence[Path]) -> dict[tuple[int, str, str], str]:
-    """Which HTEX worker ran each executor task: ``(run, executor label, executor id)``
-    to a lane name, from the workers' own logs (text or JSON)."""
-    found: dict[tuple[int, str, str], str] = {}
+def htex_workers(dfk_dirs: Sequence[Path]) -> dict[tuple[int, str, str], WorkerRun]:
+    """Which HTEX worker ran each executor task, and when: ``(run, executor label,
+    executor id)`` to a :class:`WorkerRun`, from the workers' own logs (text or JSON)."""
+    found: dict[tuple[int, str, str], WorkerRun] = {}
     for run, dfk_dir in enumerate(dfk_dirs):
-        for path in sorted(dfk_dir.glob("*/block-*/*/worker_*.*log")):
+        paths = sorted(dfk_dir.glob("*/block-*/*/worker_*.*log"))
+        managers = {path.parts[-2] for path in paths}
+        for path in paths:
             label, block, manager = path.parts[-4], path.parts[-3], path.parts[-2]
             worker = path.name.split(".", 1)[0]
-            lane = f"{label} {block}/{manager[:6]}/{worker}"
+            lane = f"{label}/{block}/" + (f"{manager[:6]}/" if len(managers) > 1 else "")
+            lane += worker
             try:
                 data = path.read_bytes()
             except OSError:
                 continue
-            for match in _RECEIVED.finditer(data):
-                found[(run, label, match.group(1).decode())] = lane
+            for match in _WORKER_EVENT.finditer(data):
+                epoch, created, event, task = match.groups()
+                moment = datetime.datetime.fromtimestamp(float(epoch or created or 0))
+                key = (run, label, task.decode())
+                known = found.get(key, WorkerRun(lane))
+                if event == b"Received":
+                    found[key] = WorkerRun(lane, moment, None)
+                else:
+                    found[key] = WorkerRun(lane, known.start, moment)
     return found
 
 
@@ -557,7 +592,7 @@ def htex_workers(dfk_dirs: Sequence[Path]) -> dict[tuple[int, str, str], str]:
 def draw(
     tasks: Sequence[ParslTask],
     title: str,
-    workers: Mapping[tuple[int, str, str], str] | None = None,
+    workers: Workers | None = None,
     now: datetime.datetime | None = None,
 ) -> str:
     """The SVG text of a test's run: task graph left, timeline of tries right."""
