@@ -94,6 +94,12 @@ def test_annotations_at_the_apps_line_and_the_job_summary(
         f"| `{name}::test_assertion` | - | - | assert 1 == 2 | - | - | - |\n"
         "\n"
     )
+    # under xdist the controller writes them, once, from what the workers' reports carry
+    github.write_text("")
+    result = run_parslflow("-n", "2", "-p", "no:pytest_github_actions_annotate_failures")
+    result.assert_outcomes(passed=1, failed=3)
+    assert len(_annotations(result)) == 2
+    assert github.read_text().count("| `boom` |") == 1
 
 
 def test_annotations_are_bounded_per_test_and_per_session(
