@@ -445,3 +445,42 @@ def test_hangs():
             "    time.sleep(0.05)",
         ]
     )
+
+
+def test_artifacts_of_a_shared_dfk_go_to_the_test_that_failed(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+from parsl import python_app
+
+pytestmark = pytest.mark.parsl(scope="module")
+
+@python_app
+def boom(i):
+    raise ValueError(f"boom {i}")
+
+@python_app
+def fine(i):
+    return i
+
+def test_first_passes():
+    assert fine(1).result() == 1
+
+def test_fails():
+    boom(2).result()
+
+def test_then_passes():
+    assert fine(3).result() == 3
+"""
+    )
+    result = run_parslflow("--parslflow-artifacts", "out")
+    result.assert_outcomes(passed=2, failed=1)
+    (test,) = (pytester.path / "out").iterdir()
+    name = "test_artifacts_of_a_shared_dfk_go_to_the_test_that_failed.py__test_fails"
+    assert test.name == name
+    # the shared run directory holds every test's logs; the picture is named for the test
+    assert (test / f"parsl-run-{name}.svg").is_file()
+    assert (test / "runinfo" / f"parsl-run-{name}.svg").is_file()
+    assert "ValueError: boom 2" in (test / "report.txt").read_text()

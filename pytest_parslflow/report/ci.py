@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_parslflow.lifecycle import REPORT, TEST_RUN, ParslTestRun
-from pytest_parslflow.options import _raw
+from pytest_parslflow.options import _raw, options_of
 
 ARTIFACTS = ("--parslflow-artifacts", "parslflow_artifacts")
 ANNOTATIONS = ("--parslflow-github-annotations", "parslflow_github_annotations")
@@ -260,6 +260,10 @@ class ParslCI:
         failed = PICTURE in item.stash
         picture = item.stash.get(PICTURE, None)
         artifact = None
+        if run.shared is not None and not failed and options_of(self.config).keep != "all":
+            # a shared run directory is kept for the test of it that failed; the others
+            # passed, and need no copy of their own
+            kept = None
         if self.settings.artifacts is not None and kept:
             artifact = self._copy(item, run, Path(kept), picture)
         if failed:
