@@ -484,3 +484,29 @@ def test_then_passes():
     assert (test / f"parsl-run-{name}.svg").is_file()
     assert (test / "runinfo" / f"parsl-run-{name}.svg").is_file()
     assert "ValueError: boom 2" in (test / "report.txt").read_text()
+
+
+def test_a_task_that_failed_outside_the_workflows_code_is_annotated_at_the_test(
+    pytester: pytest.Pytester, run_parslflow, github: Path
+) -> None:
+    name = pytester.makepyfile(
+        """
+import pytest
+from parsl import bash_app
+
+@bash_app
+def convert():
+    return "exit 3"
+
+@pytest.mark.parsl
+def test_bash():
+    convert().result()
+"""
+    ).name
+    result = run_parslflow("-p", "no:pytest_github_actions_annotate_failures")
+    result.assert_outcomes(failed=1)
+    assert _annotations(result) == [
+        f"::error file={name},line=8,title={name}%3A%3Atest_bash%3A task 0 convert::"
+        "BashExitFailure: bash_app convert failed with unix exit code 3%0A"
+        "task 0 convert failed after 1 try on executor threads"
+    ]
