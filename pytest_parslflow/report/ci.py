@@ -159,7 +159,10 @@ class ParslCI:
         self.config = config
         self.settings = read_settings(config)
         self.is_worker = hasattr(config, "workerinput")
-        self.html = config.pluginmanager.hasplugin("html")
+        # pytest-html's extras, only where it is installed and writes a report
+        self.html = config.pluginmanager.hasplugin("html") and bool(
+            config.getoption("htmlpath", None)
+        )
         #: failed Parsl tests' data, by node id (a rerun that passes removes its entry)
         self.failed: dict[str, dict[str, Any]] = {}
         #: where pytest-github-actions-annotate-failures annotated each failed test
