@@ -512,3 +512,16 @@ def test_bash():
         "BashExitFailure: bash_app convert failed with unix exit code 3%0A"
         "task 0 convert failed after 1 try on executor threads"
     ]
+
+
+def test_artifact_names_are_readable_and_never_hidden() -> None:
+    assert artifact_name("tests/test_x.py::TestA::test_b[htex-1]") == (
+        "tests_test_x.py__TestA__test_b[htex-1]"
+    )
+    assert artifact_name("tests/test_x.py::test_b[x y]", attempt=2) == (
+        "tests_test_x.py__test_b[x y]_attempt2"
+    )
+    # upload-artifact skips hidden folders (Parsl renamed a test folder for that reason)
+    assert artifact_name(".ci/test_x.py::test_b") == "_ci_test_x.py__test_b"
+    long = artifact_name("test_x.py::test_b[" + "a" * 300 + "]")
+    assert len(long) == 120 + 9 and long != artifact_name("test_x.py::test_b[" + "a" * 301 + "]")

@@ -31,6 +31,8 @@ def artifact_name(nodeid: str, attempt: int = 1) -> str:
     test = test.replace("::", "__")
     safe_test = _UNSAFE.sub("_", test)
     name = _UNSAFE.sub("_", path) + ("__" + safe_test if test else "")
+    if name.startswith("."):  # upload-artifact leaves hidden files and folders out
+        name = "_" + name[1:]
     if len(name) > MAX_NAME or safe_test != test:
         digest = hashlib.sha1(nodeid.encode()).hexdigest()[:8]
         name = f"{name[:MAX_NAME]}-{digest}"
