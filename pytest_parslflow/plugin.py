@@ -51,6 +51,7 @@ from pytest_parslflow.ownership import (
     started_by,
     warn,
 )
+from pytest_parslflow.report.ci import ParslCI, ParslCITests
 from pytest_parslflow.report.summary import SessionSummary
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
@@ -60,8 +61,9 @@ from pytest_parslflow.settings import (
     marked_executors,
 )
 
-#: the name of the managed tests' hooks in the plugin manager
+#: the names of the managed tests' hooks and of the CI integrations in the plugin manager
 MANAGED_TESTS = "parslflow-managed"
+CI = "parslflow-ci"
 
 __all__ = [
     "_parslflow_config",
@@ -88,6 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS] = read_options(config)
     mark_session()
     config.pluginmanager.register(SessionSummary(), SUMMARY)
+    config.pluginmanager.register(ParslCI(config), CI)
 
 
 @pytest.hookimpl(trylast=True)
@@ -137,7 +140,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     managed = any(item.stash.get(MANAGED, False) for item in session.items)
     if managed:
-        session.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
+        register_managed_tests(session.config)
     if managed or DFLOW in sys.modules:
         start_observing(session.config)
 
@@ -150,8 +153,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     managed = item.stash.get(MANAGED, None)
     if managed is None:  # an item that skipped collection's hooks
         managed = item.stash[MANAGED] = opted_in(item)
-        if managed and not item.config.pluginmanager.has_plugin(MANAGED_TESTS):
-            item.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
+        if managed:
+            register_managed_tests(item.config)
     if not managed:
         if DFLOW in sys.modules and observer(item.config) is None:
             start_observing(item.config).test_begins(item)
@@ -208,6 +211,17 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     dfk = loaded_dfk()
     if dfk is not None and not item.stash.get(MANAGED, False):
         note(dfk, Owner("function", item.nodeid, "the test body"))
+
+
+def register_managed_tests(config: pytest.Config) -> None:
+    """The hooks of tests that opt in (the plugin's and its CI integrations'), once."""
+    manager = config.pluginmanager
+    if manager.has_plugin(MANAGED_TESTS):
+        return
+    manager.register(ManagedTests(), MANAGED_TESTS)
+    ci = manager.get_plugin(CI)
+    if ci is not None:
+        manager.register(ParslCITests(ci), f"{CI}-tests")
 
 
 class ManagedTests:

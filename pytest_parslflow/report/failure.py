@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pytest_parslflow.lifecycle import ParslTestRun
-from pytest_parslflow.monitoring import monitoring_view
+from pytest_parslflow.monitoring import monitoring_errors, monitoring_view
+from pytest_parslflow.report.jsonlog import twins
 from pytest_parslflow.report.logs import (
     excerpt,
     executor_logs,
@@ -27,6 +28,7 @@ from pytest_parslflow.report.logs import (
     tail_of,
     task_pattern,
 )
+from pytest_parslflow.report.stacks import thread_stacks
 from pytest_parslflow.tasks import ParslTask, state_counts
 
 SECTION = "Captured stdout parsl"
@@ -147,8 +149,7 @@ def excerpts(
         run_relevant = [t for t in relevant if t.run == index]
         parsl_ids = [t.id for t in run_relevant]
         executor_ids = [i for t in run_relevant for i in t.executor_ids]
-        log = dfk_dir / "parsl.log"
-        if log.is_file():
+        for log in twins(dfk_dir / "parsl.log"):  # and parsl.jsonlog (report/jsonlog.py)
             about = f"task {_ids(parsl_ids)}" if parsl_ids else ""
             add(log, about, excerpt(log, task_pattern(parsl_ids), max_lines).lines)
         wanted = task_pattern(executor_ids, executor=True)
@@ -188,9 +189,16 @@ def failure_report(item: pytest.Item, run: ParslTestRun, max_lines: int, keep: s
         extra.extend(Path(p) for p in result or ())
     failed = [(t.run, t.id) for t in tasks if t.failed]
     lines = task_summary(run, tasks, kept)
+    # -- on a timeout, where the apps still running are stuck (report/stacks.py) --
+    lines += thread_stacks(run, tasks, heading)
+    # --
     seen = monitoring_view(run, failed)
     if seen:
         lines += [heading(f"parsl: monitoring.db ({len(failed)} failed tasks)"), *seen]
+    # -- what Parsl's monitoring processes logged as errors (monitoring.py) --
+    for name, found in monitoring_errors(run, max_lines):
+        lines += [heading(f"parsl: {name} (monitoring errors)"), *found]
+    # --
     lines += excerpts(run, tasks, max_lines, extra)
     return "\n".join(lines) + "\n"
 

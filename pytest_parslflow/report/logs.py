@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_parslflow.report.jsonlog import globs, readable
+
 _CHUNK = 4 << 20
 # plain words, the fastest search; the word boundaries are checked by hand
 _LEVEL_PATTERNS = tuple(re.compile(word) for word in (b"WARNING", b"ERROR", b"CRITICAL"))
@@ -59,6 +61,11 @@ _PARSL_LINE = re.compile(
 
 def _decode(line: bytes) -> str:
     text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+    # -- Parsl's JSON logs, shown as readable lines (report/jsonlog.py) --
+    from_json = readable(text)
+    if from_json is not None:
+        return from_json
+    # --
     parsl_line = _PARSL_LINE.match(text)
     if parsl_line:
         time, level, message = parsl_line.groups()
@@ -202,7 +209,7 @@ def excerpt(
                     task_lines += 1
                     if _KEY_EVENT.search(text):
                         kind = "key"
-                    elif b" DEBUG" in text[:160]:
+                    elif b" DEBUG" in text[:160] or b'"levelname": "DEBUG"' in text:
                         kind = "debug"
                 first, latest = kinds[kind]
                 (first if len(first) < half else latest).append((number, text))
@@ -249,12 +256,14 @@ def tail_of(path: Path, lines: int) -> tuple[str, ...]:
 def executor_logs(dfk_run_dir: Path) -> dict[str, list[Path]]:
     """Executor logs under one DFK run directory (``runinfo/000``), by kind."""
     found: dict[str, list[Path]] = {"interchange": [], "manager": [], "worker": []}
-    for path in sorted(dfk_run_dir.glob("*/interchange.log")):
-        found["interchange"].append(path)
-    for path in sorted(dfk_run_dir.glob("*/block-*/*/manager.log")):
-        found["manager"].append(path)
-    for path in sorted(dfk_run_dir.glob("*/block-*/*/worker_*.log")):
-        found["worker"].append(path)
+    # each pattern with its JSON twin (report/jsonlog.py): interchange.jsonlog, ...
+    for kind, pattern in (
+        ("interchange", "*/interchange.log"),
+        ("manager", "*/block-*/*/manager.log"),
+        ("worker", "*/block-*/*/worker_*.log"),
+    ):
+        for each in globs(pattern):
+            found[kind] += sorted(dfk_run_dir.glob(each))
     return found
 
 
