@@ -106,17 +106,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(EXECUTOR_PARAM, executors, ids=executors)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The marker's ``timeout`` is enforced by pytest-timeout."""
-    for item in items:
-        if item.get_closest_marker(MARKER) is None:
-            continue
-        try:
-            timeout = item_settings(item).timeout
-        except SettingsError:
-            continue  # reported at the test's setup
-        if timeout is not None:
-            item.add_marker(pytest.mark.timeout(timeout))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The marker's ``timeout`` is enforced by pytest-timeout, loaded or not (``timeouts``)."""
+    from pytest_parslflow.timeouts import apply_timeouts
+
+    apply_timeouts(config, items)
 
 
 @pytest.hookimpl(tryfirst=True)
