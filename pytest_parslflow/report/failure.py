@@ -136,6 +136,8 @@ def task_summary(run: ParslTestRun, tasks: list[ParslTask], kept: str) -> list[s
     lines = [heading("parsl: tasks")]
     for path in _dfk_dirs(run):
         lines.append(f"run dir: {path} ({kept})")
+    if run.shared is not None:  # what held the shared DFK's workers before this test
+        lines.extend(f"note: {note}" for note in run.shared.replaced[-3:])
     lines.append(f"{len(tasks)} tasks: {state_counts(tasks) or 'none submitted'}")
     failed = sorted(
         (t for t in tasks if t.failed), key=lambda t: (t.state == "dep_fail", t.run, t.id)
