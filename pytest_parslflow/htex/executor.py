@@ -192,6 +192,18 @@ WATCHDOG_PERIOD = 0.25
 COMMAND_TIMEOUT = 5.0
 
 
+class _DeliveryTracking(dict[Any, Any]):
+    """HTEX's pending futures by executor task id, remembering the one that the result
+    thread took last (it takes a future before loading its result)."""
+
+    last: Any = None
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        future = super().pop(key, *default)
+        self.last = future
+        return future
+
+
 class FastStartHTEX(HighThroughputExecutor):
     """A HighThroughputExecutor whose first blocks start together with the
     interchange, at load, instead of after it and the strategy's first tick.
@@ -262,17 +274,63 @@ class FastStartHTEX(HighThroughputExecutor):
         return blocks
 
     def start(self) -> None:
-        super().start()  # type: ignore[no-untyped-call]
         self._stopping = threading.Event()
+        if type(getattr(self, "_tasks", None)) is dict:
+            self._tasks = _DeliveryTracking(self._tasks)
+        super().start()  # type: ignore[no-untyped-call]
         watchdog = threading.Thread(
             target=self._watch_interchange, name="HTEX-Interchange-Watchdog", daemon=True
         )
         watchdog.start()
 
+    def _result_queue_worker(self) -> None:
+        """Parsl's result thread, kept alive past a message it cannot handle: a result
+        that cannot be unpickled here (its ``__reduce__`` raising outside the worker)
+        ended the thread, and with it every later result, with that task's future left
+        pending for ever. That task now fails with the error, and the thread goes on."""
+        while True:
+            try:
+                super()._result_queue_worker()
+            except Exception as exc:
+                tasks = self._tasks
+                future = tasks.last if isinstance(tasks, _DeliveryTracking) else None
+                if future is not None and not future.done():
+                    from parsl.serialize.errors import DeserializationError
+
+                    task = getattr(future, "parsl_executor_task_id", "?")
+                    error = DeserializationError(
+                        f"the result of executor task {task} could not be loaded in pytest: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    error.__cause__ = exc
+                    future.set_exception(error)
+                    continue
+                self._result_thread_error = f"{type(exc).__name__}: {exc}"
+                raise
+            return
+
+    _result_thread_error = ""
+
+    def _result_thread_problem(self) -> str:
+        """Why the result thread ended while the executor still runs, or ``""``."""
+        thread = getattr(self, "_result_queue_thread", None)
+        if thread is None or thread.is_alive() or self._stopping.is_set():
+            return ""
+        reason = self._result_thread_error or "see parsl.log"
+        return f"the result thread of executor {self.label} ended ({reason})"
+
     def _watch_interchange(self) -> None:
-        """Fail every pending task at once if the interchange dies: Parsl would leave
-        their futures pending for ever."""
+        """Fail every pending task at once if the interchange or the result thread
+        dies: Parsl would leave their futures pending for ever."""
         while not self._stopping.wait(WATCHDOG_PERIOD):
+            problem = self._result_thread_problem()
+            if problem:
+                if not self.bad_state_is_set:
+                    self.set_bad_state_and_fail_all(RuntimeError(problem))
+                # its socket is closed by the thread only when it ends normally
+                with contextlib.suppress(Exception):
+                    self.incoming_q.close()
+                return
             process = self.interchange_proc
             if process is not None and process.poll() is not None:
                 if not self.bad_state_is_set:
