@@ -77,11 +77,13 @@ def health_problem(dfk: DataFlowKernel) -> str:
         pool = getattr(executor, "executor", None)  # a ThreadPoolExecutor's own pool
         if getattr(pool, "_shutdown", False):
             return f"executor {label} was shut down"
-        if getattr(executor, "bad_state_is_set", False):
-            return f"executor {label} is in a bad state: {executor.executor_exception}"
+        # a dead interchange first: the watchdog soon puts the executor in a bad state
+        # for it, and the plainer reason is the better one
         interchange = getattr(executor, "interchange_proc", None)
         if interchange is not None and interchange.poll() is not None:
             return f"the interchange of executor {label} exited with code {interchange.returncode}"
+        if getattr(executor, "bad_state_is_set", False):
+            return f"executor {label} is in a bad state: {executor.executor_exception}"
         if interchange is not None:
             try:
                 managers = executor.command_client.run("MANAGERS", timeout_s=HEALTH_TIMEOUT)
@@ -198,7 +200,7 @@ class SharedRuns:
             if problem:
                 message = (
                     f"the {shared.scope}-scoped DataFlowKernel ({shared.dfk.run_dir}) was "
-                    f"replaced for {item.nodeid}: {problem}"
+                    f"broken ({problem}); it was replaced for {item.nodeid}"
                 )
                 warnings.warn(pytest.PytestWarning(f"pytest-parslflow: {message}"), stacklevel=1)
                 shared.replaced.append(message)

@@ -167,7 +167,7 @@ def test_later_tests_still_run(i):
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
-            "*pytest-parslflow: the module-scoped DataFlowKernel (*) was replaced for *test_later_tests_still_run[[]0[]]: it was cleaned up, by a test or a fixture calling its cleanup()"
+            "*pytest-parslflow: the module-scoped DataFlowKernel (*) was broken (it was cleaned up, by a test or a fixture calling its cleanup()); it was replaced for *test_later_tests_still_run[[]0[]]"
         ]
     )
     assert "NoDataFlowKernelError" not in result.stdout.str()
@@ -208,7 +208,7 @@ def test_later_failure_names_what_held_the_workers():
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*the module-scoped DataFlowKernel (*) was replaced for *test_next_start_clean[[]0[]]: *::test_times_out left task 0 (slow) still running",
+            "*the module-scoped DataFlowKernel (*) was broken (*::test_times_out left task 0 (slow) still running); it was replaced for *test_next_start_clean[[]0[]]",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -216,7 +216,7 @@ def test_later_failure_names_what_held_the_workers():
             "*_ test_later_failure_names_what_held_the_workers _*",
             "*- parsl: tasks -*",
             "run dir: *",
-            "note: the module-scoped DataFlowKernel (*) was replaced for *test_next_start_clean[[]0[]]: *::test_times_out left task 0 (slow) still running",
+            "note: the module-scoped DataFlowKernel (*) was broken (*::test_times_out left task 0 (slow) still running); it was replaced for *test_next_start_clean[[]0[]]",
         ]
     )
 
