@@ -52,7 +52,8 @@ once with the default ``--parslflow-log-lines`` (40) and once with 10.
 Part 3, hostile logs (``--hostile-only`` runs just this part): the report of a failed
 bash app whose stdout is one 500 MB line without a newline and whose stderr is a progress
 bar of 200,000 carriage-return states, of a test whose ``parsl.log`` holds one 500 MB
-line, and of one whose ``parsl.log`` holds 60 WARNING lines of 1 MB each: build time
+line, of one whose ``parsl.log`` holds 60 WARNING lines of 1 MB each, and of one whose
+``parsl.log`` is 100 MB of ERROR lines that all name the failed task: build time
 (best of 3), extra peak memory of one build (tracemalloc; target <= 50 MB) and the
 report's size in bytes (target <= the whole-report cap).
 """
@@ -722,7 +723,8 @@ def write_hostile(base: Path, which: str) -> ParslTask:
     """A run directory for one hostile case, and the failed task whose report reads it:
     ``line``, a bash app whose stdout is 500 MB without a newline and whose stderr is a
     progress bar of carriage returns; ``logline``, a ``parsl.log`` with one 500 MB line
-    naming the failed task all along; ``warnings``, a ``parsl.log`` of 60 WARNING lines
+    naming the failed task all along; ``matching``, 100 MB of ERROR lines that all name the
+    failed task; ``warnings``, a ``parsl.log`` of 60 WARNING lines
     of 1 MB each around the failed task's own lines."""
     dfk_dir = base / "runinfo" / "000"
     dfk_dir.mkdir(parents=True, exist_ok=True)
@@ -733,6 +735,11 @@ def write_hostile(base: Path, which: str) -> ParslTask:
             for n in range(HOSTILE_WARNINGS):
                 where = "dataflow.dflow:1 noisy"
                 log.write(_parsl_prefix(EPOCH + n, "noisy", where, "WARNING") + "w" * MB + "\n")
+        if which == "matching":
+            line = _parsl_prefix(EPOCH + 2, "noisy", "dataflow.dflow:1 noisy", "ERROR")
+            block = (line + "Task 3 is still failing\n") * 20_000
+            for _ in range(100 * MB // len(block)):
+                log.write(block)
         if which == "logline":
             log.write(_parsl_prefix(EPOCH + 1, "noisy", "dataflow.dflow:1 noisy", "WARNING"))
             chunk = "task 3 " + "y" * (4 * MB - 7)
@@ -781,6 +788,7 @@ def bench_hostile(tmp: Path) -> list[Row]:
         ("line", "bash app: 500 MB line + CR progress bar"),
         ("logline", "parsl.log: one 500 MB line"),
         ("warnings", "parsl.log: 60 x 1 MB lines"),
+        ("matching", "parsl.log: 100 MB of ERROR lines naming the task"),
     ):
         base = tmp / f"hostile_{which}"
         task = write_hostile(base, which)

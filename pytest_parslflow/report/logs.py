@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import collections
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,26 +131,50 @@ def _line_starts(data: bytes, positions: Iterable[int]) -> Iterator[int]:
         yield line_start
 
 
+#: candidates taken of one pattern in one chunk, from its start and again from its end:
+#: a chunk of nothing but matching lines costs a few thousand steps, not a million
+_CHUNK_CANDIDATES = 500
+
+
+def _bounded(
+    pattern: re.Pattern[bytes], data: bytes, floor: int, end: int, accept: Callable[[int], bool]
+) -> list[int]:
+    """Where ``pattern`` matches in ``data[floor:end]`` (and ``accept`` agrees), in order:
+    all of them, or where there are more, the first and the last ``_CHUNK_CANDIDATES``."""
+    found: list[int] = []
+    matches = pattern.finditer(data, floor, end)
+    for match in matches:
+        if accept(match.start()):
+            found.append(match.start())
+            if len(found) >= _CHUNK_CANDIDATES:
+                break
+    else:
+        return found
+    # the rest is run through at C speed, keeping the last few to check by hand
+    last = collections.deque(matches, maxlen=2 * _CHUNK_CANDIDATES)
+    tail = [m.start() for m in reversed(last) if accept(m.start())][:_CHUNK_CANDIDATES]
+    return found + tail[::-1]
+
+
 def _hit_starts(
     data: bytes, end: int, wanted: re.Pattern[bytes] | None, floor: int = 0
 ) -> dict[int, str]:
     """The start of each candidate line in ``data[floor:end]``: "task" or "level"."""
     starts: dict[int, str] = {}
     if wanted is not None:
-        positions = (
-            at
-            for match in wanted.finditer(data, floor, end)
-            if (at := match.start()) > 0 and data[at - 1] in b"tT" and not _word_byte(data, at - 2)
-        )
-        for start in _line_starts(data, positions):
+
+        def named(at: int) -> bool:
+            return at > 0 and data[at - 1] in b"tT" and not _word_byte(data, at - 2)
+
+        for start in _line_starts(data, _bounded(wanted, data, floor, end, named)):
             starts.setdefault(start, "task")
     for level in _LEVEL_PATTERNS:
-        positions = (
-            match.start()
-            for match in level.finditer(data, floor, end)
-            if not _word_byte(data, match.start() - 1) and not _word_byte(data, match.end())
-        )
-        for start in _line_starts(data, positions):
+        size = len(level.pattern)
+
+        def word(at: int, size: int = size) -> bool:
+            return not _word_byte(data, at - 1) and not _word_byte(data, at + size)
+
+        for start in _line_starts(data, _bounded(level, data, floor, end, word)):
             starts.setdefault(start, "level")
     if floor:  # the rest of a line that began in an earlier chunk was judged by its head
         starts = {start: kind for start, kind in starts.items() if start >= floor}
