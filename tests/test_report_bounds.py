@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -206,3 +207,19 @@ def test_building_excerpts_of_a_huge_line_keeps_memory_bounded(tmp_path: Path) -
     assert chosen.lines[0] == "1 Task 3 failed here"
     assert chosen.lines[1].endswith(" [... rest of an overlong line cut]")
     assert sum(len(line) for line in chosen.lines + tail) < 3 * (MAX_LINE_BYTES + 100)
+
+
+def test_a_log_of_nothing_but_matching_lines_is_read_in_bounded_steps(tmp_path: Path) -> None:
+    """Every line names the failed task and is an ERROR: each chunk yields a bounded
+    number of candidates (first and last), and the excerpt still has both ends."""
+    from pytest_parslflow.report import logs
+
+    path = tmp_path / "parsl.log"
+    path.write_bytes(b"".join(b"ERROR Task 3 failed %d\n" % n for n in range(200_000)))
+    data = path.read_bytes()
+    starts = logs._hit_starts(data, len(data), re.compile(task_pattern([3]) or b""))
+    assert len(starts) <= 2 * logs._CHUNK_CANDIDATES
+    chosen = excerpt(path, task_pattern([3]), 40)
+    assert chosen.lines[0] == "ERROR Task 3 failed 0"
+    assert chosen.lines[-1] == "ERROR Task 3 failed 199999"
+    assert len(chosen.lines) <= 40
