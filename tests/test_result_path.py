@@ -27,6 +27,18 @@ class Fussy:
 def make():
     return Fussy()
 
+class FussyError(Exception):
+    def __reduce__(self):
+        return (_load_error, (str(self),))
+
+def _load_error(text):
+    _load(1)
+    return FussyError(text)
+
+@python_app
+def fail_fussily():
+    raise FussyError("raised in the worker")
+
 @python_app
 def ok(i):
     return i
@@ -45,6 +57,14 @@ def test_unloadable_result(parsl_tasks):
     future.result()
 
 @pytest.mark.parsl(executor="htex", timeout=60)
+def test_unloadable_exception():
+    PIDFILE.write_text(str(os.getpid()))
+    future = fail_fussily()
+    assert future.exception() is not None
+    assert ok(3).result() == 3
+    future.result()
+
+@pytest.mark.parsl(executor="htex", timeout=60)
 def test_result_thread_ends():
     future = slow()
     parsl.dfk().executors["htex_local"].incoming_q.close()
@@ -58,13 +78,20 @@ def test_a_result_that_cannot_be_loaded_fails_its_task_at_once(
 ) -> None:
     pytester.makepyfile(UNLOADABLE)
     result = run_parslflow("-p", "no:randomly", "-rA")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(
         [
             "*_ test_unloadable_result _*",
             "*- parsl: tasks -*",
             "task 0  make  failed  tries=1  executor=htex_local  executor ids *",
             "  try 0: DeserializationError: Failed to deserialize objects. Reason: the result of executor task * could not be loaded in pytest: RuntimeError: this result cannot be loaded outside the worker*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_unloadable_exception _*",
+            "task 0  fail_fussily  failed  tries=1  executor=htex_local*",
+            "  try 0: DeserializationError: Failed to deserialize objects. Reason: *this result cannot be loaded outside the worker*",
         ]
     )
     result.stdout.fnmatch_lines(
