@@ -123,18 +123,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(EXECUTOR_PARAM, executors, ids=executors)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Which tests opted in, once; the marker's ``timeout`` is enforced by pytest-timeout."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Which tests opted in, once; the marker's ``timeout`` is enforced by pytest-timeout,
+    loaded or not (``timeouts``)."""
+    managed = []
     for item in items:
-        managed = item.stash[MANAGED] = opted_in(item)
-        if not managed or item.get_closest_marker(MARKER) is None:
-            continue
-        try:
-            timeout = item_settings(item).timeout
-        except SettingsError:
-            continue  # reported at the test's setup
-        if timeout is not None:
-            item.add_marker(pytest.mark.timeout(timeout))
+        if opted_in(item):
+            item.stash[MANAGED] = True
+            managed.append(item)
+        else:
+            item.stash[MANAGED] = False
+    if managed:
+        from pytest_parslflow.timeouts import apply_timeouts
+
+        apply_timeouts(config, managed)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
