@@ -90,6 +90,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         from pytest_parslflow.leaks import end_session_processes
 
         end_session_processes()
+    if "pytest_parslflow.htex.warm" in sys.modules:
+        from pytest_parslflow.htex.warm import stop_warm_parent
+
+        stop_warm_parent()
     if REMOVER in session.config.stash:
         session.config.stash[REMOVER].flush()
 

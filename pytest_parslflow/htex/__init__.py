@@ -83,11 +83,20 @@ def _format_literal(text: str) -> str:
     return shlex.quote(text).replace("{", "{{").replace("}", "}}")
 
 
-def _launch_commands() -> tuple[str, list[str], bool]:
+def _warm_launcher(address: str | None, role: str) -> list[str]:
+    """The words that start ``role`` from the warm parent at ``address`` (see ``warm``),
+    put in front of its cold command; none where it starts cold."""
+    if address is None:
+        return []
+    return [sys.executable, "-I", "-S", str(_HERE / "_warm_launch.py"), address, role]
+
+
+def _launch_commands(warm_address: str | None = None) -> tuple[str, list[str], bool]:
     """The pool's launch command, the interchange's, and whether they start fast.
 
     The fast pair needs a Parsl whose pool takes the interchange's single worker
-    port as ``--port``; an older one gets its own scripts, by full path.
+    port as ``--port``; an older one gets its own scripts, by full path. With a
+    ``warm_address``, both start from the session's warm parent (``warm``).
     """
     from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
@@ -96,8 +105,10 @@ def _launch_commands() -> tuple[str, list[str], bool]:
         from pytest_parslflow.htex._htex_interchange import PORT_FILE
 
         pool = f"{python} {_format_literal(str(_HERE / '_htex_pool.py'))} {{logdir}}/{PORT_FILE}"
+        pool = " ".join([*map(_format_literal, _warm_launcher(warm_address, "pool")), pool])
         launch = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1)
-        return launch, [sys.executable, str(_HERE / "_htex_interchange.py")], True
+        interchange = [sys.executable, str(_HERE / "_htex_interchange.py")]
+        return launch, [*_warm_launcher(warm_address, "interchange"), *interchange], True
     pool = f"{python} {_format_literal(_entry_script('process_worker_pool.py'))}"
     launch = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1)
     return launch, [sys.executable, _entry_script("interchange.py")], False
@@ -112,7 +123,10 @@ def make_htex_executor(
 
     from pytest_parslflow.htex.executor import BlockLocalProvider, FastStartHTEX
 
-    launch_cmd, interchange_cmd, fast = _launch_commands()
+    from pytest_parslflow.htex.warm import warm_address
+
+    address = warm_address() if _fast_start_possible() else None
+    launch_cmd, interchange_cmd, fast = _launch_commands(address)
     executor_class = FastStartHTEX if fast else _plain_htex()
     return executor_class(
         label=HTEX_LABEL,
@@ -135,6 +149,13 @@ def make_htex_executor(
             launcher=SingleNodeLauncher(),
         ),
     )
+
+
+def _fast_start_possible() -> bool:
+    """Whether the installed Parsl's pool takes the interchange's single worker port."""
+    from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+
+    return "--port={worker_port}" in DEFAULT_LAUNCH_CMD
 
 
 def _plain_htex() -> type[HighThroughputExecutor]:

@@ -1,0 +1,180 @@
+"""Starts an interchange or a worker pool of the plugin's HTEX from the session's warm
+parent (``_warm_parent``), standing in for it where it was launched.
+
+Run as ``python -I -S _warm_launch.py ADDRESS ROLE PYTHON SCRIPT ARGS...``: by the
+executor in place of its interchange (``Popen``), by a block's launcher in place of its
+worker pool. The last part, ``PYTHON SCRIPT ARGS...``, is the cold command.
+
+This process costs a bare interpreter (no ``site``, standard library only). It hands
+the warm parent its environment, working directory, umask, process group, standard
+streams and one end of a pipe; the warm parent forks a process that takes all of them
+over, exactly, and runs the role. Then this process stands in for it:
+
+- a signal sent to this process (``Popen.terminate()``, a shell's ``kill``) is passed
+  on to it; when it ends, this process ends the same way (exit code or signal), which
+  is what ``Popen.poll()`` and the block's exit code file read;
+- if this process dies first (SIGKILL), the forked process sees its pipe close and
+  ends too; the interchange's stand-in also ends when the executor's process is gone,
+  as Parsl's interchange does.
+
+Where the warm parent cannot be reached or refuses, this process becomes the cold
+command (``exec``), so a block or an interchange always starts.
+"""
+
+import marshal
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+
+#: signals passed on to the forked process
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+#: seconds between checks that the executor's process is still there (interchange)
+PARENT_POLL_SECONDS = 0.5
+#: seconds to wait for the warm parent's answer to a request
+ANSWER_TIMEOUT = 30.0
+
+_HEADER = struct.Struct("!I")
+
+
+def cold(command, why=""):
+    """Become the cold command."""
+    if why:
+        sys.stderr.write(f"pytest-parslflow: starting cold ({why})\n")
+        sys.stderr.flush()
+    os.execv(command[0], command)
+
+
+def _stream(fd):
+    """``fd`` where it is open, else a descriptor on /dev/null in its place."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return os.open(os.devnull, os.O_RDWR)
+    return fd
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def request(connection, role, command, life):
+    data = marshal.dumps(
+        {
+            "role": role,
+            "argv": command,
+            "env": dict(os.environb),
+            "cwd": os.getcwdb(),
+            "umask": _umask(),
+            "pgid": os.getpgid(0),
+            "launcher": os.getpid(),
+        }
+    )
+    fds = [_stream(0), _stream(1), _stream(2), life]
+    socket.send_fds(connection, [_HEADER.pack(len(data)) + data], fds)
+
+
+def read_line(connection, deadline=None):
+    """One answer line from the warm parent, or ``b""`` where it closed the connection."""
+    line = b""
+    while not line.endswith(b"\n"):
+        if deadline is not None:
+            ready, _, _ = select.select([connection], [], [], deadline)
+            if not ready:
+                raise TimeoutError("no answer from the warm parent")
+        chunk = connection.recv(256)
+        if not chunk:
+            return b""
+        line += chunk
+    return line
+
+
+def end_like(status):
+    """End this process as the forked process ended (``os.waitpid`` status)."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+        os._exit(128 + number)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
+
+
+def wait_without_warm_parent(pid):
+    """The warm parent is gone: its status reports will not come. Wait for the
+    forked process to end; its exit code cannot be known here."""
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        while os.path.exists(f"/proc/{pid}"):
+            select.select([], [], [], 0.05)
+    else:
+        select.select([handle], [], [])
+    os._exit(1)
+
+
+def main(argv):
+    address, role, *command = argv
+    try:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect("\0" + address)
+    except OSError as exc:
+        cold(command, f"the warm parent is not reachable: {exc}")
+    life_read, life_write = os.pipe()
+    child = [0]
+    pending = []
+
+    def forward(number, frame):
+        if child[0]:
+            try:
+                os.kill(child[0], number)
+            except OSError:
+                pass
+        else:
+            pending.append(number)
+
+    for number in FORWARDED:
+        signal.signal(number, forward)
+    try:
+        request(connection, role, command, life_read)
+        answer = read_line(connection, ANSWER_TIMEOUT)
+    except OSError as exc:
+        answer = f"error {exc}\n".encode()
+    os.close(life_read)
+    if not answer.startswith(b"started "):
+        for number in FORWARDED:
+            signal.signal(number, signal.SIG_DFL)
+        why = answer.decode(errors="replace").strip() or "the warm parent closed the connection"
+        cold(command, why)
+    child[0] = int(answer.split()[1])
+    for number in pending:
+        forward(number, None)
+    parent = os.getppid()
+    while True:
+        if role == "interchange":
+            ready, _, _ = select.select([connection], [], [], PARENT_POLL_SECONDS)
+            if not ready:
+                if os.getppid() != parent:
+                    # the executor's process is gone: closing our end of the pipe ends
+                    # the interchange, as Parsl's own interchange ends then
+                    os._exit(1)
+                continue
+        line = read_line(connection)
+        if not line:
+            wait_without_warm_parent(child[0])
+        if line.startswith(b"exited "):
+            end_like(int(line.split()[1]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,344 @@
+"""The warm parent: a fork server from which each test's own HTEX interchange and worker
+pool start, with Parsl already imported.
+
+Started by the test session (``warm.WarmParent``) with its interpreter and environment,
+as ``python _warm_parent.py ADDRESS [--preload=MODULE ...]``. It imports what the
+interchange and the worker pool import, checks that it runs one thread and made no ZMQ
+context, listens on the abstract Unix socket ``ADDRESS`` (for this user only), prints
+``ready PID`` and closes its standard output. From then on it does nothing but fork:
+
+- a request (from ``_warm_launch``, standing in for an interchange or a worker pool)
+  brings the launcher's environment, working directory, umask, process group,
+  standard streams and a pipe; the forked process takes all of them over, closes
+  every other descriptor, joins the launcher's process group (a block's own, so that
+  cancelling the block by its group ends it), rebuilds ``sys.path`` from the new
+  environment as a fresh interpreter would, and runs the role;
+- the warm parent keeps, for each process it forked, only the connection on which
+  it reports that process's exit status to its launcher; it never runs a test's code
+  nor reads a test's data, and every forked process closes all of those connections.
+
+It ends when its standard input closes: the session ended it, or the session's
+process is gone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import marshal
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_HEADER = struct.Struct("!I")
+#: the longest request accepted, in bytes (an environment, a command line)
+MAX_REQUEST = 16 * 1024 * 1024
+#: seconds a launcher gets to send its request once connected
+REQUEST_TIMEOUT = 5.0
+ROLES = ("interchange", "pool")
+#: variables that make a new interpreter measure itself (coverage's ``.pth``)
+COVERAGE_STARTUP = (b"COVERAGE_PROCESS_START", b"COVERAGE_PROCESS_CONFIG")
+
+
+@dataclass
+class Job:
+    """What a forked process is to run."""
+
+    role: str
+    argv: list[str]
+    life: int
+
+
+def load_by_path(name: str, filename: str) -> ModuleType:
+    """One of the plugin's HTEX modules, by path: importing ``pytest_parslflow`` would
+    import pytest."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, filename))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def preload(extra: list[str]) -> None:
+    """Import what the interchange and the worker pool import, and ``extra``."""
+    import multiprocessing.managers  # noqa: F401
+    import multiprocessing.popen_fork  # noqa: F401
+    import multiprocessing.queues  # noqa: F401
+    import multiprocessing.sharedctypes  # noqa: F401
+    import multiprocessing.synchronize  # noqa: F401
+    import runpy  # noqa: F401
+
+    import parsl  # noqa: F401
+    import parsl.executors.high_throughput.interchange  # noqa: F401
+    import parsl.executors.high_throughput.process_worker_pool  # noqa: F401
+    import parsl.multiprocessing  # noqa: F401
+    from parsl.utils import setproctitle
+
+    setproctitle  # noqa: B018  (imports setproctitle where it is installed)
+    load_by_path("_parslflow_htex_pool", "_htex_pool.py")
+    load_by_path("_parslflow_htex_interchange", "_htex_interchange.py")
+    load_by_path("_parslflow_coverage_support", "coverage_support.py")
+    for name in extra:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+
+
+def fork_safety_problem() -> str:
+    """Why forking here would not be safe, or ``""``: another thread runs, or a ZMQ
+    context exists."""
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+    if threading.active_count() != 1 or threads != 1:
+        return f"{threads} threads run in the warm parent after its imports"
+    zmq = sys.modules.get("zmq")
+    if zmq is not None and getattr(zmq.Context, "_instance", None) is not None:
+        return "a ZMQ context exists in the warm parent after its imports"
+    return ""
+
+
+def _pythonpath(env: dict[bytes, bytes]) -> list[str]:
+    value = env.get(b"PYTHONPATH", b"")
+    return [os.fsdecode(p) for p in value.split(os.pathsep.encode()) if p]
+
+
+class WarmParent:
+    """The fork server's state: its listening socket, its wake-up pipe, and the
+    connections on which it reports exit statuses (pid to connection)."""
+
+    def __init__(self, address: str) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind("\0" + address)
+        self.listener.listen(64)
+        self.wake_read, wake_write = os.pipe()
+        os.set_blocking(self.wake_read, False)
+        os.set_blocking(wake_write, False)
+        self.wake_write = wake_write
+        self.reports: dict[int, socket.socket] = {}
+        # sys.path without the entries the session's PYTHONPATH put there: each forked
+        # process puts its own environment's in front, as its interpreter would
+        own = set(_pythonpath(dict(os.environb)))
+        self.base_path = [p for p in sys.path if p not in own]
+        signal.set_wakeup_fd(wake_write)
+        signal.signal(signal.SIGCHLD, lambda number, frame: None)
+
+    def serve(self) -> Job:
+        """Fork for every request until standard input closes; returns only in a
+        forked process, with the job it is to run."""
+        while True:
+            ready, _, _ = select.select([self.listener, self.wake_read, 0], [], [])
+            if self.wake_read in ready:
+                self._reap()
+            if 0 in ready and not os.read(0, 4096):
+                self._reap()
+                os._exit(0)
+            if self.listener in ready:
+                try:
+                    connection, _ = self.listener.accept()
+                except OSError:
+                    continue
+                job = self._handle(connection)
+                if job is not None:
+                    return job
+
+    def _reap(self) -> None:
+        try:
+            while os.read(self.wake_read, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            connection = self.reports.pop(pid, None)
+            if connection is not None:
+                try:
+                    connection.sendall(f"exited {status}\n".encode())
+                except OSError:
+                    pass
+                connection.close()
+
+    def _handle(self, connection: socket.socket) -> Job | None:
+        fds: list[int] = []
+        try:
+            credentials = connection.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+            )
+            _, uid, _ = struct.unpack("3i", credentials)
+            if uid != os.getuid():
+                connection.close()
+                return None
+            connection.settimeout(REQUEST_TIMEOUT)
+            data, fds, _, _ = socket.recv_fds(connection, 65536, 4)
+            if len(data) < _HEADER.size or len(fds) != 4:
+                raise ValueError("an incomplete request")
+            (size,) = _HEADER.unpack(data[: _HEADER.size])
+            if size > MAX_REQUEST:
+                raise ValueError(f"a request of {size} bytes")
+            data = data[_HEADER.size :]
+            while len(data) < size:
+                chunk = connection.recv(min(size - len(data), 1 << 20))
+                if not chunk:
+                    raise ValueError("an incomplete request")
+                data += chunk
+            request: dict[str, Any] = marshal.loads(data)
+            if request.get("role") not in ROLES:
+                raise ValueError(f"an unknown role {request.get('role')!r}")
+            pid = os.fork()
+        except Exception as exc:
+            for fd in fds:
+                os.close(fd)
+            try:
+                connection.sendall(f"error {exc}\n".encode())
+            except OSError:
+                pass
+            connection.close()
+            return None
+        if pid == 0:
+            return self._become(request, fds, connection)
+        for fd in fds:
+            os.close(fd)
+        try:
+            # as the shell does, from both sides: in its launcher's group before it runs
+            os.setpgid(pid, request["pgid"])
+        except ProcessLookupError:
+            pass  # it has ended already: its status is reported as any other
+        except OSError as exc:
+            os.kill(pid, signal.SIGKILL)
+            self._reply(connection, f"error cannot join the launcher's process group: {exc}\n")
+            return None
+        if self._reply(connection, f"started {pid}\n"):
+            self.reports[pid] = connection
+        return None
+
+    @staticmethod
+    def _reply(connection: socket.socket, line: str) -> bool:
+        try:
+            connection.sendall(line.encode())
+        except OSError:
+            connection.close()
+            return False
+        return True
+
+    def _become(self, request: dict[str, Any], fds: list[int], connection: socket.socket) -> Job:
+        """In the forked process: take over the launcher's process context."""
+        signal.set_wakeup_fd(-1)
+        for number in (
+            signal.SIGCHLD,
+            signal.SIGTERM,
+            signal.SIGHUP,
+            signal.SIGQUIT,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+        ):
+            signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            os.setpgid(0, request["pgid"])
+        except OSError:
+            pass  # the warm parent set it, or ends this process
+        # nothing of the warm parent, nor of other tests' processes, stays open here
+        for held in (self.listener, connection, *self.reports.values()):
+            os.close(held.detach())
+        for fd in (self.wake_read, self.wake_write):
+            os.close(fd)
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        life = 3
+        os.dup2(fds[3], life, inheritable=False)
+        os.closerange(life + 1, os.sysconf("SC_OPEN_MAX"))
+        os.umask(request["umask"])
+        os.chdir(request["cwd"])
+        env: dict[bytes, bytes] = request["env"]
+        os.environ.clear()
+        os.environb.update(env)
+        sys.path[:] = list(dict.fromkeys([*_pythonpath(env), *self.base_path]))
+        argv: list[str] = request["argv"]
+        sys.argv = argv[1:]
+        title = " ".join([os.path.basename(argv[0]), os.path.basename(argv[1]), *argv[2:]])
+        from parsl.utils import setproctitle
+
+        setproctitle(title)
+        return Job(request["role"], argv, life)
+
+
+def end_with_launcher(life: int, role: str) -> None:
+    """End this process when its launcher is gone: the pipe it holds closes."""
+
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(life, 64):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        if role == "interchange":
+            import logging
+
+            logging.getLogger("parsl.executors.high_throughput.interchange").warning(
+                "The executor's process is gone; exiting"
+            )
+            os._exit(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+
+
+def run(job: Job) -> None:
+    """Run the interchange or the worker pool, as their scripts run in a new interpreter."""
+    if any(name in os.environb for name in COVERAGE_STARTUP):
+        try:
+            import coverage
+        except ImportError:
+            pass
+        else:
+            coverage.process_startup()
+    end_with_launcher(job.life, job.role)
+    if job.role == "interchange":
+        from parsl.executors.high_throughput.interchange import Interchange
+
+        sys.modules["_parslflow_htex_interchange"].main(Interchange, watch_parent=False)
+    else:
+        sys.modules["_parslflow_htex_pool"].main(job.argv[2:])
+
+
+def main(argv: list[str]) -> None:
+    address, *options = argv
+    extra = [o.split("=", 1)[1] for o in options if o.startswith("--preload=")]
+    # its own process group: a terminal's Ctrl-C is the session's to handle, and it ends
+    # this process at its end
+    os.setpgid(0, 0)
+    preload(extra)
+    problem = fork_safety_problem()
+    if problem:
+        sys.stderr.write(problem + "\n")
+        sys.exit(2)
+    parent = WarmParent(address)
+    os.write(1, f"ready {os.getpid()}\n".encode())
+    quiet = os.open(os.devnull, os.O_RDWR)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    os.close(quiet)
+    job = parent.serve()
+    run(job)
+
+
+if __name__ == "__main__":
+    # Run by path, this folder heads sys.path; its module names must not shadow a user's.
+    if sys.path and os.path.abspath(sys.path[0]) == _HERE:
+        del sys.path[0]
+    main(sys.argv[1:])

@@ -1,0 +1,200 @@
+"""The warm start of the plugin's HTEX, on the test session's side.
+
+Each test's own HTEX still gets its own interchange and worker pool, ports, keys and
+run directory; what it no longer pays for is two new interpreters importing Parsl.
+When the first HTEX test of a session (of each xdist worker) is about to run, the
+session starts one *warm parent* (``_warm_parent``), a child of the session's process
+in which Parsl is imported, and every later interchange and worker pool is forked from
+it (through ``_warm_launch``, which stands in for them where they were launched).
+
+- The warm parent forks before any thread, ZMQ context or ZMQ socket exists in it,
+  and holds nothing of any test.
+- It is the session's own: :func:`warm_parent_pids` names it, so the leak guard never
+  counts it as a test's; it ends at the end of the session (and so when pytest is
+  interrupted), and by itself when the session's process is gone.
+- If it died, the next HTEX test starts the cold way, saying so in a
+  :class:`WarmStartWarning`, and the test after it starts a new warm parent.
+- ``PARSLFLOW_WARM_START=0`` in the environment forces the cold path.
+
+This module imports only the standard library: the session imports it without Parsl.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import select
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+#: the environment variable that switches the warm start off (``0``) or on (``1``)
+WARM_START_VARIABLE = "PARSLFLOW_WARM_START"
+_ON = ("1", "on", "true", "yes", "")
+_OFF = ("0", "off", "false", "no")
+#: seconds the warm parent gets for its imports (Parsl's take about one)
+READY_TIMEOUT = 120.0
+#: seconds the warm parent gets to exit once told to, before SIGKILL
+STOP_GRACE = 5.0
+#: variables that would make the warm parent measure itself; forked processes whose
+#: launchers carry them start their coverage as a new interpreter would
+_COVERAGE_STARTUP = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
+
+_HERE = Path(__file__).resolve().parent
+
+
+class WarmStartWarning(UserWarning):
+    """The HTEX of a test started the cold way although the warm start is on."""
+
+
+class WarmStartSwitchError(ValueError):
+    """``PARSLFLOW_WARM_START`` holds a value that is neither on nor off."""
+
+
+def warm_start_enabled() -> bool:
+    """Whether the warm start is on: ``PARSLFLOW_WARM_START`` is unset or says so."""
+    value = os.environ.get(WARM_START_VARIABLE, "")
+    if value.strip().lower() in _ON:
+        return True
+    if value.strip().lower() in _OFF:
+        return False
+    raise WarmStartSwitchError(
+        f"{WARM_START_VARIABLE}={value!r}: use 1 (warm start, the default) or 0 (start "
+        f"every test's HTEX the cold way)"
+    )
+
+
+class WarmParent:
+    """The session's warm parent process."""
+
+    def __init__(self) -> None:
+        self.address = f"parslflow-warm-{os.getpid()}-{secrets.token_hex(8)}"
+        command = [sys.executable, str(_HERE / "_warm_parent.py"), self.address]
+        if "coverage" in sys.modules:  # measured workers import it: import it once, here
+            command.append("--preload=coverage")
+        environment = {k: v for k, v in os.environ.items() if k not in _COVERAGE_STARTUP}
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,  # never written: it closes when this process is gone
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+        )
+        self.pid = self.process.pid
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
+        """Wait until it can fork: ``""``, or why it cannot."""
+        out = self.process.stdout
+        assert out is not None
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([out], [], [], max(0.0, left))
+            if not ready:
+                self.stop()
+                return f"it did not start within {timeout:.0f} s"
+            chunk = os.read(out.fileno(), 256)
+            if not chunk:
+                self.process.wait()
+                return self._ended()
+            line += chunk
+        if not line.startswith(b"ready "):
+            self.stop()
+            return f"it answered {line.decode(errors='replace').strip()!r}"
+        self._close_output()
+        return ""
+
+    def _ended(self) -> str:
+        why = f"it exited with code {self.process.returncode}"
+        err = self.process.stderr
+        if err is not None and not err.closed:
+            text = err.read().decode(errors="replace").strip()
+            if text:
+                why += ": " + text.splitlines()[-1]
+        self._close_output()
+        return why
+
+    def _close_output(self) -> None:
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """End it: its standard input closes, then SIGKILL after a grace period."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            self.process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._close_output()
+
+
+_parent: WarmParent | None = None
+#: why the warm start is off for the rest of the session (it could not start)
+_failed = ""
+
+
+def warm_address() -> str | None:
+    """The address of this session's warm parent, started on first use; ``None`` where
+    this test's HTEX starts the cold way (then a warning says why, unless the switch
+    says so)."""
+    global _parent, _failed
+    if not warm_start_enabled() or not sys.platform.startswith("linux") or _failed:
+        return None
+    if _parent is not None:
+        if _parent.alive():
+            return _parent.address
+        dead, _parent = _parent, None
+        dead.process.wait()
+        warnings.warn(
+            f"the warm parent of this session's HTEX (pid {dead.pid}) ended "
+            f"({dead._ended()}); this test's HTEX starts the cold way, and the next one "
+            f"starts a new warm parent",
+            WarmStartWarning,
+            stacklevel=2,
+        )
+        return None
+    if not _parents_started:
+        atexit.register(stop_warm_parent)
+    parent = WarmParent()
+    _parents_started.append(parent.pid)
+    problem = parent.wait_ready()
+    if problem:
+        _failed = problem
+        warnings.warn(
+            f"the warm parent of this session's HTEX could not start ({problem}); every "
+            f"HTEX of this session starts the cold way",
+            WarmStartWarning,
+            stacklevel=2,
+        )
+        return None
+    _parent = parent
+    return parent.address
+
+
+_parents_started: list[int] = []
+
+
+def warm_parent_pids() -> frozenset[int]:
+    """The pid of this session's warm parent, while it runs: the session's own process,
+    a child of it, never a test's."""
+    if _parent is None or _parent.process.returncode is not None:
+        return frozenset()
+    return frozenset({_parent.pid})
+
+
+def stop_warm_parent() -> None:
+    """End this session's warm parent, if one runs (at the end of the session)."""
+    global _parent
+    parent, _parent = _parent, None
+    if parent is not None:
+        parent.stop()
