@@ -154,10 +154,17 @@ def variants(workdir: Path) -> list[Variant]:
         ),
         Variant(
             "c",
-            '(c) @pytest.mark.parsl(executor="htex")',
+            '(c) @pytest.mark.parsl(executor="htex"), cold',
             "test_plugin.py",
             ["-p", "parslflow", "--parslflow-keep=all"],
-            {"PATH": _path_without(venv_bin)},
+            {"PATH": _path_without(venv_bin), "PARSLFLOW_WARM_START": "0"},
+        ),
+        Variant(
+            "w",
+            '(w) @pytest.mark.parsl(executor="htex"), warm',
+            "test_plugin.py",
+            ["-p", "parslflow", "--parslflow-keep=all"],
+            {"PATH": _path_without(venv_bin), "PARSLFLOW_WARM_START": "1"},
         ),
     ]
 

@@ -22,6 +22,7 @@ from pytest_parslflow.fixtures import (
     parsl_run_dir,
     parsl_tasks,
 )
+from pytest_parslflow.htex.warm import check_warm_start_switch
 from pytest_parslflow.lifecycle import (
     LEAK_BASELINE,
     PARSL_FIXTURES,
@@ -72,6 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
+    check_warm_start_switch()
     mark_session()
     config.pluginmanager.register(SessionSummary(), "parslflow-summary")
 

@@ -122,7 +122,6 @@ def make_htex_executor(
     from parsl.launchers import SingleNodeLauncher
 
     from pytest_parslflow.htex.executor import BlockLocalProvider, FastStartHTEX
-
     from pytest_parslflow.htex.warm import warm_address
 
     address = warm_address() if _fast_start_possible() else None

@@ -21,6 +21,8 @@ Where the warm parent cannot be reached or refuses, this process becomes the col
 command (``exec``), so a block or an interchange always starts.
 """
 
+from __future__ import annotations
+
 import marshal
 import os
 import select
@@ -28,6 +30,8 @@ import signal
 import socket
 import struct
 import sys
+from types import FrameType
+from typing import NoReturn
 
 #: signals passed on to the forked process
 FORWARDED = (
@@ -46,7 +50,7 @@ ANSWER_TIMEOUT = 30.0
 _HEADER = struct.Struct("!I")
 
 
-def cold(command, why=""):
+def cold(command: list[str], why: str = "") -> NoReturn:
     """Become the cold command."""
     if why:
         sys.stderr.write(f"pytest-parslflow: starting cold ({why})\n")
@@ -54,7 +58,7 @@ def cold(command, why=""):
     os.execv(command[0], command)
 
 
-def _stream(fd):
+def _stream(fd: int) -> int:
     """``fd`` where it is open, else a descriptor on /dev/null in its place."""
     try:
         os.fstat(fd)
@@ -63,13 +67,13 @@ def _stream(fd):
     return fd
 
 
-def _umask():
+def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-def request(connection, role, command, life):
+def request(connection: socket.socket, role: str, command: list[str], life: int) -> None:
     data = marshal.dumps(
         {
             "role": role,
@@ -85,12 +89,12 @@ def request(connection, role, command, life):
     socket.send_fds(connection, [_HEADER.pack(len(data)) + data], fds)
 
 
-def read_line(connection, deadline=None):
+def read_line(connection: socket.socket, timeout: float | None = None) -> bytes:
     """One answer line from the warm parent, or ``b""`` where it closed the connection."""
     line = b""
     while not line.endswith(b"\n"):
-        if deadline is not None:
-            ready, _, _ = select.select([connection], [], [], deadline)
+        if timeout is not None:
+            ready, _, _ = select.select([connection], [], [], timeout)
             if not ready:
                 raise TimeoutError("no answer from the warm parent")
         chunk = connection.recv(256)
@@ -100,7 +104,7 @@ def read_line(connection, deadline=None):
     return line
 
 
-def end_like(status):
+def end_like(status: int) -> NoReturn:
     """End this process as the forked process ended (``os.waitpid`` status)."""
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -110,7 +114,7 @@ def end_like(status):
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
 
-def wait_without_warm_parent(pid):
+def wait_without_warm_parent(pid: int) -> NoReturn:
     """The warm parent is gone: its status reports will not come. Wait for the
     forked process to end; its exit code cannot be known here."""
     try:
@@ -123,18 +127,20 @@ def wait_without_warm_parent(pid):
     os._exit(1)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     address, role, *command = argv
     try:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.connect("\0" + address)
     except OSError as exc:
         cold(command, f"the warm parent is not reachable: {exc}")
-    life_read, life_write = os.pipe()
+    # the forked process holds the read end; the write end, never written, closes
+    # when this process ends
+    life_read, _life_write = os.pipe()
     child = [0]
-    pending = []
+    pending: list[int] = []
 
-    def forward(number, frame):
+    def forward(number: int, frame: FrameType | None) -> None:
         if child[0]:
             try:
                 os.kill(child[0], number)
@@ -157,8 +163,8 @@ def main(argv):
         why = answer.decode(errors="replace").strip() or "the warm parent closed the connection"
         cold(command, why)
     child[0] = int(answer.split()[1])
-    for number in pending:
-        forward(number, None)
+    for waiting in pending:
+        forward(waiting, None)
     parent = os.getppid()
     while True:
         if role == "interchange":

@@ -23,6 +23,7 @@ process is gone.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import marshal
 import os
@@ -43,6 +44,9 @@ MAX_REQUEST = 16 * 1024 * 1024
 #: seconds a launcher gets to send its request once connected
 REQUEST_TIMEOUT = 5.0
 ROLES = ("interchange", "pool")
+#: a variable in the warm parent's own environment that only takes up room, so that
+#: the environment of each forked process fits where the warm parent's was
+ROOM_VARIABLE = "PARSLFLOW_WARM_ROOM"
 #: variables that make a new interpreter measure itself (coverage's ``.pth``)
 COVERAGE_STARTUP = (b"COVERAGE_PROCESS_START", b"COVERAGE_PROCESS_CONFIG")
 
@@ -69,28 +73,63 @@ def load_by_path(name: str, filename: str) -> ModuleType:
 
 def preload(extra: list[str]) -> None:
     """Import what the interchange and the worker pool import, and ``extra``."""
-    import multiprocessing.managers  # noqa: F401
-    import multiprocessing.popen_fork  # noqa: F401
-    import multiprocessing.queues  # noqa: F401
-    import multiprocessing.sharedctypes  # noqa: F401
+    import multiprocessing.managers
+    import multiprocessing.popen_fork
+    import multiprocessing.queues
+    import multiprocessing.sharedctypes
     import multiprocessing.synchronize  # noqa: F401
     import runpy  # noqa: F401
 
-    import parsl  # noqa: F401
-    import parsl.executors.high_throughput.interchange  # noqa: F401
-    import parsl.executors.high_throughput.process_worker_pool  # noqa: F401
+    import parsl
+    import parsl.executors.high_throughput.interchange
+    import parsl.executors.high_throughput.process_worker_pool
     import parsl.multiprocessing  # noqa: F401
-    from parsl.utils import setproctitle
 
-    setproctitle  # noqa: B018  (imports setproctitle where it is installed)
+    keep_environment_visible()
     load_by_path("_parslflow_htex_pool", "_htex_pool.py")
     load_by_path("_parslflow_htex_interchange", "_htex_interchange.py")
     load_by_path("_parslflow_coverage_support", "coverage_support.py")
-    for name in extra:
+    # the modules of tests, whose apps the workers import, nearly all import pytest
+    for name in ("pytest", *extra):
         try:
             importlib.import_module(name)
         except ImportError:
             continue
+
+
+def keep_environment_visible() -> None:
+    """Let the forked processes rename themselves (``setproctitle``, as the interchange
+    does) within their command line's room only: by default setproctitle takes over the
+    memory that ``/proc/PID/environ`` shows, and a process's environment is how the
+    session tells its processes from others."""
+    os.environ["SPT_NOENV"] = "1"
+    try:
+        import setproctitle
+    except ImportError:
+        pass
+    else:
+        setproctitle.setproctitle(setproctitle.getproctitle())  # set up, in that mode
+    del os.environ["SPT_NOENV"]
+    os.environ.pop(ROOM_VARIABLE, None)
+
+
+def show_environment(env: dict[bytes, bytes]) -> bool:
+    """Write ``env`` where ``/proc/PID/environ`` reads this process's environment: the
+    memory of the warm parent's own, which ``ROOM_VARIABLE`` made large enough. Changing
+    ``os.environ`` changes what this process and its children see, not that memory."""
+    import ctypes
+
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b") ", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end
+    except (OSError, IndexError, ValueError):
+        return False
+    block = b"".join(name + b"=" + value + b"\0" for name, value in env.items())
+    if not start or len(block) >= end - start:
+        return False
+    ctypes.memmove(start, block + b"\0" * (end - start - len(block)), end - start)
+    return True
 
 
 def fork_safety_problem() -> str:
@@ -133,14 +172,15 @@ class WarmParent:
     def serve(self) -> Job:
         """Fork for every request until standard input closes; returns only in a
         forked process, with the job it is to run."""
+        listening = self.listener.fileno()
         while True:
-            ready, _, _ = select.select([self.listener, self.wake_read, 0], [], [])
+            ready, _, _ = select.select([listening, self.wake_read, 0], [], [])
             if self.wake_read in ready:
                 self._reap()
             if 0 in ready and not os.read(0, 4096):
                 self._reap()
                 os._exit(0)
-            if self.listener in ready:
+            if listening in ready:
                 try:
                     connection, _ = self.listener.accept()
                 except OSError:
@@ -264,6 +304,7 @@ class WarmParent:
         env: dict[bytes, bytes] = request["env"]
         os.environ.clear()
         os.environb.update(env)
+        show_environment(env)
         sys.path[:] = list(dict.fromkeys([*_pythonpath(env), *self.base_path]))
         argv: list[str] = request["argv"]
         sys.argv = argv[1:]
@@ -299,7 +340,8 @@ def end_with_launcher(life: int, role: str) -> None:
 
 
 def run(job: Job) -> None:
-    """Run the interchange or the worker pool, as their scripts run in a new interpreter."""
+    """Run the interchange or the worker pool, as their scripts run in a new
+    interpreter, and exit as it would."""
     if any(name in os.environb for name in COVERAGE_STARTUP):
         try:
             import coverage
@@ -308,12 +350,53 @@ def run(job: Job) -> None:
         else:
             coverage.process_startup()
     end_with_launcher(job.life, job.role)
-    if job.role == "interchange":
-        from parsl.executors.high_throughput.interchange import Interchange
+    try:
+        if job.role == "interchange":
+            from parsl.executors.high_throughput.interchange import Interchange
 
-        sys.modules["_parslflow_htex_interchange"].main(Interchange, watch_parent=False)
+            sys.modules["_parslflow_htex_interchange"].main(Interchange, watch_parent=False)
+        else:
+            sys.modules["_parslflow_htex_pool"].main(job.argv[2:])
+    except SystemExit as exc:
+        code = exit_code(exc.code)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
     else:
-        sys.modules["_parslflow_htex_pool"].main(job.argv[2:])
+        code = 0
+    finish(code)
+
+
+def exit_code(value: object) -> int:
+    """The exit code of ``sys.exit(value)``."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    print(value, file=sys.stderr)
+    return 1
+
+
+def finish(code: int) -> None:
+    """Exit as an interpreter does (its other threads, then its exit handlers), except
+    for freeing every module inherited from the warm parent one by one: that takes the
+    better part of a second and gains nothing."""
+    import atexit
+
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str]) -> None:
@@ -328,6 +411,9 @@ def main(argv: list[str]) -> None:
         sys.stderr.write(problem + "\n")
         sys.exit(2)
     parent = WarmParent(address)
+    # what is imported stays out of the forked processes' garbage collections, so
+    # that they do not copy its memory by touching it
+    gc.freeze()
     os.write(1, f"ready {os.getpid()}\n".encode())
     quiet = os.open(os.devnull, os.O_RDWR)
     os.dup2(quiet, 1)

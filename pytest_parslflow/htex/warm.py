@@ -43,6 +43,11 @@ STOP_GRACE = 5.0
 #: launchers carry them start their coverage as a new interpreter would
 _COVERAGE_STARTUP = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
 
+#: see ``_warm_parent.ROOM_VARIABLE``: bytes for a forked process's environment (a
+#: single variable may hold up to 128 KiB on Linux)
+_ROOM_VARIABLE = "PARSLFLOW_WARM_ROOM"
+_ROOM = 120_000
+
 _HERE = Path(__file__).resolve().parent
 
 
@@ -67,6 +72,19 @@ def warm_start_enabled() -> bool:
     )
 
 
+def check_warm_start_switch() -> None:
+    """A bad ``PARSLFLOW_WARM_START`` is a usage error at start-up."""
+    try:
+        warm_start_enabled()
+    except WarmStartSwitchError as exc:
+        message = str(exc)
+    else:
+        return
+    import pytest
+
+    raise pytest.UsageError(message)
+
+
 class WarmParent:
     """The session's warm parent process."""
 
@@ -76,6 +94,8 @@ class WarmParent:
         if "coverage" in sys.modules:  # measured workers import it: import it once, here
             command.append("--preload=coverage")
         environment = {k: v for k, v in os.environ.items() if k not in _COVERAGE_STARTUP}
+        # room for the environments of the processes it forks (see _warm_parent)
+        environment[_ROOM_VARIABLE] = "." * _ROOM
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,  # never written: it closes when this process is gone
