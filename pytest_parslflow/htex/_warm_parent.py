@@ -47,6 +47,10 @@ ROLES = ("interchange", "pool")
 #: a variable in the warm parent's own environment that only takes up room, so that
 #: the environment of each forked process fits where the warm parent's was
 ROOM_VARIABLE = "PARSLFLOW_WARM_ROOM"
+#: the warm parent's command line ends with this many empty arguments, which only take
+#: up room (NUL bytes), so that each forked process's command line fits where the warm
+#: parent's was
+ROOM_ARGUMENTS = 8192
 #: variables that make a new interpreter measure itself (coverage's ``.pth``)
 COVERAGE_STARTUP = (b"COVERAGE_PROCESS_START", b"COVERAGE_PROCESS_CONFIG")
 
@@ -113,23 +117,36 @@ def keep_environment_visible() -> None:
     os.environ.pop(ROOM_VARIABLE, None)
 
 
-def show_environment(env: dict[bytes, bytes]) -> bool:
-    """Write ``env`` where ``/proc/PID/environ`` reads this process's environment: the
-    memory of the warm parent's own, which ``ROOM_VARIABLE`` made large enough. Changing
-    ``os.environ`` changes what this process and its children see, not that memory."""
+def _rewrite(start_field: int, block: bytes) -> bool:
+    """Write ``block``, padded with NULs, over the memory that ``/proc/PID/cmdline`` or
+    ``/proc/PID/environ`` reads (their start is field 48 or 50 of ``/proc/PID/stat``,
+    their end the next), if it fits."""
     import ctypes
 
     try:
         with open("/proc/self/stat", "rb") as f:
             fields = f.read().rsplit(b") ", 1)[1].split()
-        start, end = int(fields[47]), int(fields[48])  # env_start, env_end
+        # fields[0] is field 3, the first after the command
+        start, end = int(fields[start_field - 3]), int(fields[start_field - 2])
     except (OSError, IndexError, ValueError):
         return False
-    block = b"".join(name + b"=" + value + b"\0" for name, value in env.items())
     if not start or len(block) >= end - start:
         return False
     ctypes.memmove(start, block + b"\0" * (end - start - len(block)), end - start)
     return True
+
+
+def show_environment(env: dict[bytes, bytes]) -> bool:
+    """Show ``env`` as this process's environment in ``/proc/PID/environ``: the memory of
+    the warm parent's own, which ``ROOM_VARIABLE`` made large enough. Changing
+    ``os.environ`` changes what this process and its children see, not that memory."""
+    return _rewrite(50, b"".join(name + b"=" + value + b"\0" for name, value in env.items()))
+
+
+def show_command_line(argv: list[str]) -> bool:
+    """Show ``argv`` as this process's command line in ``/proc/PID/cmdline``, as if its
+    launcher had run it: the warm parent's own, which ``ROOM_ARGUMENTS`` made long."""
+    return _rewrite(48, b"".join(os.fsencode(word) + b"\0" for word in argv))
 
 
 def fork_safety_problem() -> str:
@@ -308,10 +325,7 @@ class WarmParent:
         sys.path[:] = list(dict.fromkeys([*_pythonpath(env), *self.base_path]))
         argv: list[str] = request["argv"]
         sys.argv = argv[1:]
-        title = " ".join([os.path.basename(argv[0]), os.path.basename(argv[1]), *argv[2:]])
-        from parsl.utils import setproctitle
-
-        setproctitle(title)
+        show_command_line(argv)
         return Job(request["role"], argv, life)
 
 
@@ -400,7 +414,7 @@ def finish(code: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    address, *options = argv
+    address, *options = [word for word in argv if word]
     extra = [o.split("=", 1)[1] for o in options if o.startswith("--preload=")]
     # its own process group: a terminal's Ctrl-C is the session's to handle, and it ends
     # this process at its end

@@ -47,6 +47,7 @@ _COVERAGE_STARTUP = ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
 #: single variable may hold up to 128 KiB on Linux)
 _ROOM_VARIABLE = "PARSLFLOW_WARM_ROOM"
 _ROOM = 120_000
+_ROOM_ARGUMENTS = 8192
 
 _HERE = Path(__file__).resolve().parent
 
@@ -93,6 +94,8 @@ class WarmParent:
         command = [sys.executable, str(_HERE / "_warm_parent.py"), self.address]
         if "coverage" in sys.modules:  # measured workers import it: import it once, here
             command.append("--preload=coverage")
+        # room for the command lines of the processes it forks (see _warm_parent)
+        command += [""] * _ROOM_ARGUMENTS
         environment = {k: v for k, v in os.environ.items() if k not in _COVERAGE_STARTUP}
         # room for the environments of the processes it forks (see _warm_parent)
         environment[_ROOM_VARIABLE] = "." * _ROOM
