@@ -89,19 +89,30 @@ def request(connection: socket.socket, role: str, command: list[str], life: int)
     socket.send_fds(connection, [_HEADER.pack(len(data)) + data], fds)
 
 
-def read_line(connection: socket.socket, timeout: float | None = None) -> bytes:
-    """One answer line from the warm parent, or ``b""`` where it closed the connection."""
-    line = b""
-    while not line.endswith(b"\n"):
-        if timeout is not None:
-            ready, _, _ = select.select([connection], [], [], timeout)
-            if not ready:
+class Answers:
+    """The warm parent's answer lines, one at a time (two may come in one read)."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection = connection
+        self.buffer = b""
+
+    def ready(self, timeout: float) -> bool:
+        if b"\n" in self.buffer:
+            return True
+        readable, _, _ = select.select([self.connection], [], [], timeout)
+        return bool(readable)
+
+    def line(self, timeout: float | None = None) -> bytes:
+        """The next line, or ``b""`` where the warm parent closed the connection."""
+        while b"\n" not in self.buffer:
+            if timeout is not None and not self.ready(timeout):
                 raise TimeoutError("no answer from the warm parent")
-        chunk = connection.recv(256)
-        if not chunk:
-            return b""
-        line += chunk
-    return line
+            chunk = self.connection.recv(256)
+            if not chunk:
+                return b""
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line + b"\n"
 
 
 def end_like(status: int) -> NoReturn:
@@ -151,31 +162,32 @@ def main(argv: list[str]) -> None:
 
     for number in FORWARDED:
         signal.signal(number, forward)
+    answers = Answers(connection)
     try:
         request(connection, role, command, life_read)
-        answer = read_line(connection, ANSWER_TIMEOUT)
+        answer = answers.line(ANSWER_TIMEOUT)
     except OSError as exc:
         answer = f"error {exc}\n".encode()
     os.close(life_read)
     if not answer.startswith(b"started "):
         for number in FORWARDED:
             signal.signal(number, signal.SIG_DFL)
+        for waiting in pending:  # a signal that came meanwhile was meant for the process
+            os.kill(os.getpid(), waiting)
         why = answer.decode(errors="replace").strip() or "the warm parent closed the connection"
         cold(command, why)
     child[0] = int(answer.split()[1])
-    for waiting in pending:
-        forward(waiting, None)
+    for meant in pending:
+        forward(meant, None)
     parent = os.getppid()
     while True:
-        if role == "interchange":
-            ready, _, _ = select.select([connection], [], [], PARENT_POLL_SECONDS)
-            if not ready:
-                if os.getppid() != parent:
-                    # the executor's process is gone: closing our end of the pipe ends
-                    # the interchange, as Parsl's own interchange ends then
-                    os._exit(1)
-                continue
-        line = read_line(connection)
+        if role == "interchange" and not answers.ready(PARENT_POLL_SECONDS):
+            if os.getppid() != parent:
+                # the executor's process is gone: closing our end of the pipe ends
+                # the interchange, as Parsl's own interchange ends then
+                os._exit(1)
+            continue
+        line = answers.line()
         if not line:
             wait_without_warm_parent(child[0])
         if line.startswith(b"exited "):
