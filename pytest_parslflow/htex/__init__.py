@@ -6,6 +6,9 @@ Where a test's time goes with stock HTEX, and what is done here instead:
   submitted, at the strategy's next tick: here the block is launched at load
   together with the interchange (``_htex_executor.FastStartHTEX``) and reads
   the worker port from a file the interchange writes (``_htex_interchange``);
+- the interchange and the worker pool are new interpreters that import Parsl:
+  here they are forked from the session's warm parent, in which Parsl is
+  imported already (``warm``; ``PARSLFLOW_WARM_START=0`` for the cold path);
 - the worker pool spawns a multiprocessing manager and every worker as fresh
   interpreters that each import Parsl again: here, on Linux, they are forked
   from the pool (``_htex_pool``), which also keeps a manager that connects
