@@ -107,6 +107,9 @@ class WarmParent:
             env=environment,
         )
         self.pid = self.process.pid
+        #: the process that started it: a process forked from the session (pytest-forked)
+        #: has a copy of this object, and neither waits for nor ends it
+        self.owner = os.getpid()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
         """Wait until it can fork: ``""``, or why it cannot."""
@@ -173,6 +176,10 @@ def warm_address() -> str | None:
     global _parent, _failed
     if not warm_start_enabled() or not sys.platform.startswith("linux") or _failed:
         return None
+    if _parent is not None and _parent.owner != os.getpid():
+        # forked from the session (pytest-forked): the session's warm parent is not this
+        # process's child to wait for; the session's token still marks what it forks
+        return None
     if _parent is not None:
         if _parent.alive():
             return _parent.address
@@ -219,5 +226,5 @@ def stop_warm_parent() -> None:
     """End this session's warm parent, if one runs (at the end of the session)."""
     global _parent
     parent, _parent = _parent, None
-    if parent is not None:
+    if parent is not None and parent.owner == os.getpid():
         parent.stop()
