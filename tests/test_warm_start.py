@@ -341,3 +341,28 @@ def test_broken():
     )
     assert "Timeout" not in result.stdout.str()
     assert os.environ.get("PARSLFLOW_WARM_START", "1") != "0"
+
+
+def test_the_warm_parent_will_not_fork_with_a_thread_running(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what it imports must leave it with one thread and no ZMQ context: else it refuses
+    # to serve, and the session starts every HTEX the cold way
+    import sys
+
+    import pytest_parslflow.htex
+
+    pytester.makepyfile(
+        threader="""
+import threading
+import time
+
+threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+"""
+    )
+    script = Path(pytest_parslflow.htex.__file__).parent / "_warm_parent.py"
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    result = pytester.run(sys.executable, str(script), "parslflow-test", "--preload=threader")
+    assert result.ret == 2
+    result.stderr.fnmatch_lines(["2 threads run in the warm parent after its imports"])
+    assert "ready" not in result.stdout.str()
