@@ -106,10 +106,12 @@ def test_htex(i, parsl_dfk):
         assert run["block_groups"] == [run["pgid"]]
         # with the environment of the launcher that stands in for it, exactly
         assert run["pool_environ_matches"] == [True]
-        assert run["interchange_environ_matches"] == [True]
         assert run["executable"] == runs[0]["executable"]
         assert run["cwd"] == str(pytester.path)
         assert {p for p in run["session_path"] if p} <= set(run["path"])
+    # the first test's interchange starts the cold way while the warm parent imports
+    # (its pool waits for it); later ones are forked too
+    assert [run["interchange_environ_matches"] for run in runs] == [[], [True], [True]]
     # each test its own interchange port, run directory, pool and worker
     assert len({run["worker_port"] for run in runs}) == 3
     assert len({run["run_dir"] for run in runs}) == 3

@@ -37,6 +37,8 @@ from pytest_parslflow.settings import ParslSettings
 if TYPE_CHECKING:
     from parsl.executors import HighThroughputExecutor
 
+    from pytest_parslflow.htex.warm import WarmLaunch
+
 HTEX_LABEL = "htex_local"
 
 #: The strategy's tick; short, so a lost block is replaced quickly.
@@ -86,20 +88,20 @@ def _format_literal(text: str) -> str:
     return shlex.quote(text).replace("{", "{{").replace("}", "}}")
 
 
-def _warm_launcher(address: str | None, role: str) -> list[str]:
-    """The words that start ``role`` from the warm parent at ``address`` (see ``warm``),
-    put in front of its cold command; none where it starts cold."""
-    if address is None:
+def _warm_launcher(warm: WarmLaunch | None, role: str) -> list[str]:
+    """The words that start ``role`` from the session's warm parent (see ``warm``), put
+    in front of its cold command; none where it starts cold."""
+    if warm is None or (role == "interchange" and not warm.interchange):
         return []
-    return [sys.executable, "-I", "-S", str(_HERE / "_warm_launch.py"), address, role]
+    return [sys.executable, "-I", "-S", str(_HERE / "_warm_launch.py"), warm.address, role]
 
 
-def _launch_commands(warm_address: str | None = None) -> tuple[str, list[str], bool]:
+def _launch_commands(warm: WarmLaunch | None = None) -> tuple[str, list[str], bool]:
     """The pool's launch command, the interchange's, and whether they start fast.
 
     The fast pair needs a Parsl whose pool takes the interchange's single worker
-    port as ``--port``; an older one gets its own scripts, by full path. With a
-    ``warm_address``, both start from the session's warm parent (``warm``).
+    port as ``--port``; an older one gets its own scripts, by full path. With
+    ``warm``, they start from the session's warm parent.
     """
     from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
@@ -108,10 +110,10 @@ def _launch_commands(warm_address: str | None = None) -> tuple[str, list[str], b
         from pytest_parslflow.htex._htex_interchange import PORT_FILE
 
         pool = f"{python} {_format_literal(str(_HERE / '_htex_pool.py'))} {{logdir}}/{PORT_FILE}"
-        pool = " ".join([*map(_format_literal, _warm_launcher(warm_address, "pool")), pool])
+        pool = " ".join([*map(_format_literal, _warm_launcher(warm, "pool")), pool])
         launch = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1)
         interchange = [sys.executable, str(_HERE / "_htex_interchange.py")]
-        return launch, [*_warm_launcher(warm_address, "interchange"), *interchange], True
+        return launch, [*_warm_launcher(warm, "interchange"), *interchange], True
     pool = f"{python} {_format_literal(_entry_script('process_worker_pool.py'))}"
     launch = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1)
     return launch, [sys.executable, _entry_script("interchange.py")], False
@@ -125,10 +127,10 @@ def make_htex_executor(
     from parsl.launchers import SingleNodeLauncher
 
     from pytest_parslflow.htex.executor import BlockLocalProvider, FastStartHTEX
-    from pytest_parslflow.htex.warm import warm_address
+    from pytest_parslflow.htex.warm import warm_launch
 
-    address = warm_address() if _fast_start_possible() else None
-    launch_cmd, interchange_cmd, fast = _launch_commands(address)
+    warm = warm_launch() if _fast_start_possible() else None
+    launch_cmd, interchange_cmd, fast = _launch_commands(warm)
     executor_class = FastStartHTEX if fast else _plain_htex()
     return executor_class(
         label=HTEX_LABEL,

@@ -44,8 +44,9 @@ FORWARDED = (
 )
 #: seconds between checks that the executor's process is still there (interchange)
 PARENT_POLL_SECONDS = 0.5
-#: seconds to wait for the warm parent's answer to a request
-ANSWER_TIMEOUT = 30.0
+#: seconds to wait for the warm parent's answer to a request: as long as the session
+#: waits for its imports, which the first test's pool may wait for
+ANSWER_TIMEOUT = 120.0
 
 _HEADER = struct.Struct("!I")
 

@@ -170,10 +170,8 @@ class WarmParent:
     """The fork server's state: its listening socket, its wake-up pipe, and the
     connections on which it reports exit statuses (pid to connection)."""
 
-    def __init__(self, address: str) -> None:
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind("\0" + address)
-        self.listener.listen(64)
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
         self.wake_read, wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
         os.set_blocking(wake_write, False)
@@ -419,12 +417,18 @@ def main(argv: list[str]) -> None:
     # its own process group: a terminal's Ctrl-C is the session's to handle, and it ends
     # this process at its end
     os.setpgid(0, 0)
+    # listening before the imports: the first test's worker pool may ask while they run
+    # (it waits), and a failure here closes its connection (it then starts cold)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + address)
+    listener.listen(64)
+    os.write(1, b"listening\n")
     preload(extra)
     problem = fork_safety_problem()
     if problem:
         sys.stderr.write(problem + "\n")
         sys.exit(2)
-    parent = WarmParent(address)
+    parent = WarmParent(listener)
     # what is imported stays out of the forked processes' garbage collections, so
     # that they do not copy its memory by touching it
     gc.freeze()

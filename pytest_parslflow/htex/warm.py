@@ -29,13 +29,15 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 #: the environment variable that switches the warm start off (``0``) or on (``1``)
 WARM_START_VARIABLE = "PARSLFLOW_WARM_START"
 _ON = ("1", "on", "true", "yes", "")
 _OFF = ("0", "off", "false", "no")
-#: seconds the warm parent gets for its imports (Parsl's take about one)
+#: seconds the warm parent gets for its imports (Parsl's take about one), after which
+#: the session gives up on it
 READY_TIMEOUT = 120.0
 #: seconds the warm parent gets to exit once told to, before SIGKILL
 STOP_GRACE = 5.0
@@ -107,32 +109,53 @@ class WarmParent:
             env=environment,
         )
         self.pid = self.process.pid
+        self.started = time.monotonic()
+        self.ready = False
+        #: what it printed so far: ``ready PID`` once its imports are done
+        self.answer = b""
         #: the process that started it: a process forked from the session (pytest-forked)
         #: has a copy of this object, and neither waits for nor ends it
         self.owner = os.getpid()
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> str:
-        """Wait until it can fork: ``""``, or why it cannot."""
+    def _read_until(self, line: bytes, timeout: float) -> str | None:
+        """Read what it prints until ``line`` (a line start): ``""``; ``None`` if that
+        takes over ``timeout`` seconds; else why it cannot come."""
         out = self.process.stdout
         assert out is not None
-        line = b""
         deadline = time.monotonic() + timeout
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([out], [], [], max(0.0, left))
-            if not ready:
-                self.stop()
-                return f"it did not start within {timeout:.0f} s"
+        while not any(seen.startswith(line) for seen in self.answer.split(b"\n")[:-1]):
+            left = max(0.0, deadline - time.monotonic())
+            readable, _, _ = select.select([out], [], [], left)
+            if not readable:
+                return None
             chunk = os.read(out.fileno(), 256)
             if not chunk:
                 self.process.wait()
                 return self._ended()
-            line += chunk
-        if not line.startswith(b"ready "):
-            self.stop()
-            return f"it answered {line.decode(errors='replace').strip()!r}"
-        self._close_output()
+            self.answer += chunk
         return ""
+
+    def wait_listening(self) -> str:
+        """Wait until it listens (before its imports): ``""``, or why it does not."""
+        state = self._read_until(b"listening", READY_TIMEOUT)
+        if state is None:
+            self.stop()
+            return f"it did not listen within {READY_TIMEOUT:.0f} s"
+        return state
+
+    def check_ready(self) -> str | None:
+        """Whether it can fork: ``""``; ``None`` while its imports run; else why it
+        cannot."""
+        if self.ready:
+            return ""
+        state = self._read_until(b"ready ", 0.0)
+        if state is None and time.monotonic() - self.started > READY_TIMEOUT:
+            self.stop()
+            return f"it did not start within {READY_TIMEOUT:.0f} s"
+        if state == "":
+            self._close_output()
+            self.ready = True
+        return state
 
     def _ended(self) -> str:
         why = f"it exited with code {self.process.returncode}"
@@ -169,10 +192,23 @@ _parent: WarmParent | None = None
 _failed = ""
 
 
-def warm_address() -> str | None:
-    """The address of this session's warm parent, started on first use; ``None`` where
-    this test's HTEX starts the cold way (then a warning says why, unless the switch
-    says so)."""
+@dataclass(frozen=True)
+class WarmLaunch:
+    """Where a test's HTEX starts from: the warm parent listening at ``address``."""
+
+    address: str
+    #: whether the interchange starts from it too. While the warm parent imports (the
+    #: first HTEX test of a session), only the worker pool waits for it, which would
+    #: take as long to import on its own, and the interchange starts the cold way: it
+    #: imports less, and the test's setup, which waits for it, takes no longer than
+    #: on the cold path (a ``timeout`` counts it)
+    interchange: bool
+
+
+def warm_launch() -> WarmLaunch | None:
+    """Where this test's HTEX starts from: this session's warm parent, started on
+    first use; ``None`` where it starts the cold way (a warning says why, unless the
+    switch says so)."""
     global _parent, _failed
     if not warm_start_enabled() or not sys.platform.startswith("linux") or _failed:
         return None
@@ -180,35 +216,39 @@ def warm_address() -> str | None:
         # forked from the session (pytest-forked): the session's warm parent is not this
         # process's child to wait for; the session's token still marks what it forks
         return None
-    if _parent is not None:
-        if _parent.alive():
-            return _parent.address
-        dead, _parent = _parent, None
-        dead.process.wait()
+    if _parent is None:
+        if not _parents_started:
+            atexit.register(stop_warm_parent)
+        _parent = WarmParent()
+        _parents_started.append(_parent.pid)
+        state: str | None = _parent.wait_listening()
+        if not state:
+            return WarmLaunch(_parent.address, interchange=False)
+    else:
+        state = _parent.check_ready()
+    if state is None:
+        return WarmLaunch(_parent.address, interchange=False)
+    if state:
+        _failed, _parent = state, None
         warnings.warn(
-            f"the warm parent of this session's HTEX (pid {dead.pid}) ended "
-            f"({dead._ended()}); this test's HTEX starts the cold way, and the next one "
-            f"starts a new warm parent",
-            WarmStartWarning,
-            stacklevel=2,
-        )
-        return None
-    if not _parents_started:
-        atexit.register(stop_warm_parent)
-    parent = WarmParent()
-    _parents_started.append(parent.pid)
-    problem = parent.wait_ready()
-    if problem:
-        _failed = problem
-        warnings.warn(
-            f"the warm parent of this session's HTEX could not start ({problem}); every "
+            f"the warm parent of this session's HTEX could not start ({state}); every "
             f"HTEX of this session starts the cold way",
             WarmStartWarning,
             stacklevel=2,
         )
         return None
-    _parent = parent
-    return parent.address
+    if _parent.alive():
+        return WarmLaunch(_parent.address, interchange=True)
+    dead, _parent = _parent, None
+    dead.process.wait()
+    warnings.warn(
+        f"the warm parent of this session's HTEX (pid {dead.pid}) ended "
+        f"({dead._ended()}); this test's HTEX starts the cold way, and the next one "
+        f"starts a new warm parent",
+        WarmStartWarning,
+        stacklevel=2,
+    )
+    return None
 
 
 _parents_started: list[int] = []
