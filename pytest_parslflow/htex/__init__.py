@@ -132,7 +132,7 @@ def make_htex_executor(
     warm = warm_launch() if _fast_start_possible() else None
     launch_cmd, interchange_cmd, fast = _launch_commands(warm)
     executor_class = FastStartHTEX if fast else _plain_htex()
-    return executor_class(
+    executor = executor_class(
         label=HTEX_LABEL,
         address="127.0.0.1",
         loopback_address="127.0.0.1",
@@ -153,6 +153,9 @@ def make_htex_executor(
             launcher=SingleNodeLauncher(),
         ),
     )
+    if isinstance(executor, FastStartHTEX):
+        executor.interchange_first = warm is not None and warm.interchange
+    return executor
 
 
 def _fast_start_possible() -> bool:
