@@ -315,7 +315,10 @@ def find_and_end_leaks(
         # the moment a thread ends), for THREAD_GRACE seconds in all
         deadline = time.monotonic() + THREAD_GRACE
         for thread in threading.enumerate():
-            if thread.ident in before.threads or thread.ident not in _parsl_threads():
+            # a thread that ended may leave its ident to a new one: the name tells them apart
+            if before.threads.get(thread.ident or 0) == thread.name:
+                continue
+            if thread.ident not in _parsl_threads():
                 continue
             thread.join(max(0.0, deadline - time.monotonic()))
     now = snapshot(with_processes)
@@ -323,7 +326,7 @@ def find_and_end_leaks(
         leaks += [
             f"thread {name!r} (ident {ident}) still running"
             for ident, name in now.threads.items()
-            if ident not in before.threads
+            if before.threads.get(ident) != name
         ]
     new_processes = {
         pid: cmd

@@ -23,24 +23,29 @@ command (``exec``), so a block or an interchange always starts.
 
 from __future__ import annotations
 
+# A bare interpreter's imports cost less than its start-up; ``socket``, ``signal`` and
+# ``typing`` (enum, functools, ...) would double it. Their C modules do the same here.
+import _signal  # type: ignore[import-not-found]  # no stubs: signal's C module
+import _socket
+import _struct
 import marshal
 import os
 import select
-import signal
-import socket
-import struct
 import sys
-from types import FrameType
-from typing import NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import NoReturn
 
 #: signals passed on to the forked process
 FORWARDED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
+    _signal.SIGTERM,
+    _signal.SIGINT,
+    _signal.SIGHUP,
+    _signal.SIGQUIT,
+    _signal.SIGUSR1,
+    _signal.SIGUSR2,
 )
 #: seconds between checks that the executor's process is still there (interchange)
 PARENT_POLL_SECONDS = 0.5
@@ -48,7 +53,7 @@ PARENT_POLL_SECONDS = 0.5
 #: waits for its imports, which the first test's pool may wait for
 ANSWER_TIMEOUT = 120.0
 
-_HEADER = struct.Struct("!I")
+_HEADER = _struct.Struct("!I")
 
 
 def cold(command: list[str], why: str = "") -> NoReturn:
@@ -74,7 +79,7 @@ def _umask() -> int:
     return mask
 
 
-def request(connection: socket.socket, role: str, command: list[str], life: int) -> None:
+def request(connection: _socket.socket, role: str, command: list[str], life: int) -> None:
     data = marshal.dumps(
         {
             "role": role,
@@ -87,13 +92,16 @@ def request(connection: socket.socket, role: str, command: list[str], life: int)
         }
     )
     fds = [_stream(0), _stream(1), _stream(2), life]
-    socket.send_fds(connection, [_HEADER.pack(len(data)) + data], fds)
+    rights = _struct.pack(f"{len(fds)}i", *fds)
+    connection.sendmsg(
+        [_HEADER.pack(len(data)) + data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)]
+    )
 
 
 class Answers:
     """The warm parent's answer lines, one at a time (two may come in one read)."""
 
-    def __init__(self, connection: socket.socket) -> None:
+    def __init__(self, connection: _socket.socket) -> None:
         self.connection = connection
         self.buffer = b""
 
@@ -120,7 +128,7 @@ def end_like(status: int) -> NoReturn:
     """End this process as the forked process ended (``os.waitpid`` status)."""
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
-        signal.signal(number, signal.SIG_DFL)
+        _signal.signal(number, _signal.SIG_DFL)
         os.kill(os.getpid(), number)
         os._exit(128 + number)
     os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
@@ -142,7 +150,7 @@ def wait_without_warm_parent(pid: int) -> NoReturn:
 def main(argv: list[str]) -> None:
     address, role, *command = argv
     try:
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         connection.connect("\0" + address)
     except OSError as exc:
         cold(command, f"the warm parent is not reachable: {exc}")
@@ -162,7 +170,7 @@ def main(argv: list[str]) -> None:
             pending.append(number)
 
     for number in FORWARDED:
-        signal.signal(number, forward)
+        _signal.signal(number, forward)
     answers = Answers(connection)
     try:
         request(connection, role, command, life_read)
@@ -172,7 +180,7 @@ def main(argv: list[str]) -> None:
     os.close(life_read)
     if not answer.startswith(b"started "):
         for number in FORWARDED:
-            signal.signal(number, signal.SIG_DFL)
+            _signal.signal(number, _signal.SIG_DFL)
         for waiting in pending:  # a signal that came meanwhile was meant for the process
             os.kill(os.getpid(), waiting)
         why = answer.decode(errors="replace").strip() or "the warm parent closed the connection"
