@@ -77,6 +77,7 @@ def load_by_path(name: str, filename: str) -> ModuleType:
 
 def preload(extra: list[str]) -> None:
     """Import what the interchange and the worker pool import, and ``extra``."""
+    import ctypes  # noqa: F401  (for show_environment, in every forked process)
     import multiprocessing.managers
     import multiprocessing.popen_fork
     import multiprocessing.queues
