@@ -368,3 +368,24 @@ threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
     assert result.ret == 2
     result.stderr.fnmatch_lines(["2 threads run in the warm parent after its imports"])
     assert "ready" not in result.stdout.str()
+
+
+def test_a_stand_in_that_cannot_reach_the_warm_parent_becomes_the_cold_command(
+    pytester: pytest.Pytester,
+) -> None:
+    # the warm parent ended between the session's check and the launch: the process
+    # still starts, the cold way, and its exit code is the cold command's
+    import sys
+
+    import pytest_parslflow.htex
+
+    stand_in = Path(pytest_parslflow.htex.__file__).parent / "_warm_launch.py"
+    cold = [sys.executable, "-c", "import sys; print('cold', sys.argv[1:]); sys.exit(7)", "x"]
+    result = pytester.run(
+        sys.executable, "-I", "-S", str(stand_in), "parslflow-warm-gone", "pool", *cold
+    )
+    assert result.ret == 7
+    result.stdout.fnmatch_lines(["cold ['x']"])
+    result.stderr.fnmatch_lines(
+        ["pytest-parslflow: starting cold (the warm parent is not reachable: *)"]
+    )
