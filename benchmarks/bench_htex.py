@@ -2,7 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_htex.py [--tests N] [--keep DIR]
+    .venv/bin/python benchmarks/bench_htex.py [--tests N] [--rounds R] [--variants abcw]
+        [--matrix N] [--keep DIR]
 
 It writes a small test file into a temporary directory and runs one pytest
 subprocess for each of:
@@ -10,15 +11,22 @@ subprocess for each of:
 (a) a handwritten fixture, ``with parsl.load(Config(executors=[HighThroughputExecutor(
     label='htex_local', provider=LocalProvider(), address='127.0.0.1')]))``, Parsl defaults;
 (b) the same fixture with ``Config(strategy_period=0.1)``;
-(c) tests marked ``@pytest.mark.parsl(executor="htex")``, run with ``-p parslflow``.
+(c) tests marked ``@pytest.mark.parsl(executor="htex")``, run with ``-p parslflow`` on
+    the cold path (``PARSLFLOW_WARM_START=0``: interchange and pool are new interpreters);
+(w) the same tests with the warm start (the default).
 
 Every test loads its DataFlowKernel, runs one trivial app and cleans up. The
 per-test time is what pytest reports (setup + call + teardown, from its JUnit
-XML); the table shows medians and the ratio of (c) to (a) and (b). A start-up
-breakdown follows, read from the timestamps in each run's Parsl logs, as
-seconds after the DataFlowKernel started. (a) and (b) find Parsl's scripts on
-PATH and the test module on PYTHONPATH, as such a fixture needs; (c) runs
-with neither, as the plugin promises.
+XML); the table shows medians, the first test of each session on its own (with
+the warm start it starts the warm parent), and the ratios of (w) and (c) to the
+others. A start-up breakdown follows, read from the timestamps in each run's
+Parsl logs, as seconds after the DataFlowKernel started. (a) and (b) find
+Parsl's scripts on PATH and the test module on PYTHONPATH, as such a fixture
+needs; (c) and (w) run with neither, as the plugin promises.
+
+``--matrix N`` then runs N tests marked ``executor=["thread", "htex"]`` (2N test
+items) in one session on the cold path and one with the warm start, interleaved
+``--rounds`` times, and prints each session's wall time and their ratio.
 
 Nothing here asserts on time. Each pytest runs in its own session, and whatever
 process of that session is still running after it ends is reported and killed.
@@ -120,6 +128,8 @@ class Result:
     phases: dict[str, list[float]]
     run_dirs: list[Path]
     leaked: list[str] = field(default_factory=list)
+    #: the first test of each session
+    firsts: list[float] = field(default_factory=list)
 
 
 def _venv_bin() -> str:
@@ -154,10 +164,17 @@ def variants(workdir: Path) -> list[Variant]:
         ),
         Variant(
             "c",
-            '(c) @pytest.mark.parsl(executor="htex")',
+            '(c) @pytest.mark.parsl(executor="htex"), cold',
             "test_plugin.py",
             ["-p", "parslflow", "--parslflow-keep=all"],
-            {"PATH": _path_without(venv_bin)},
+            {"PATH": _path_without(venv_bin), "PARSLFLOW_WARM_START": "0"},
+        ),
+        Variant(
+            "w",
+            '(w) @pytest.mark.parsl(executor="htex"), warm',
+            "test_plugin.py",
+            ["-p", "parslflow", "--parslflow-keep=all"],
+            {"PATH": _path_without(venv_bin), "PARSLFLOW_WARM_START": "1"},
         ),
     ]
 
@@ -231,7 +248,7 @@ def run_variant(variant: Variant, workdir: Path, round_number: int) -> Result:
         [*(f"{k}={shlex.quote(v)}" for k, v in variant.env.items() if k != "PATH"), "pytest"]
         + [shlex.quote(arg) for arg in command[3:]]
     )
-    return Result(variant, shown, session.returncode, totals, phases, run_dirs, leaked)
+    return Result(variant, shown, session.returncode, totals, phases, run_dirs, leaked, totals[:1])
 
 
 # --- the start-up breakdown, from Parsl's own log lines -----------------------
@@ -332,9 +349,10 @@ def _median(values: Sequence[float]) -> str:
 def print_report(results: Sequence[Result]) -> None:
     width = max(len(r.variant.title) for r in results)
     print()
-    print("Per-test time as pytest reports it (seconds; setup+call+teardown from JUnit XML):")
+    print("Per-test time as pytest reports it (seconds; setup+call+teardown from JUnit XML);")
+    print("first: the first test of each session (median over rounds):")
     print()
-    header = f"{'variant':<{width}}  tests  median    min    max   setup   call  teardown"
+    header = f"{'variant':<{width}}  tests  median    min    max   first   setup   call  teardown"
     print(header)
     print("-" * len(header))
     for r in results:
@@ -343,16 +361,23 @@ def print_report(results: Sequence[Result]) -> None:
         high = f"{max(t):.2f}" if t else "-"
         print(
             f"{r.variant.title:<{width}}  {len(t):>5}  {_median(t):>6} {low:>6} {high:>6}"
+            f"  {_median(r.firsts):>6}"
             f"  {_median(r.phases['setup']):>6} {_median(r.phases['call']):>6}"
             f"  {_median(r.phases['teardown']):>8}"
         )
     by_key = {r.variant.key: r for r in results if r.totals}
-    if "c" in by_key:
-        c = statistics.median(by_key["c"].totals)
-        for other in ("a", "b"):
+    for mine, others in (("w", "abc"), ("c", "ab")):
+        if mine not in by_key:
+            continue
+        m = statistics.median(by_key[mine].totals)
+        for other in others:
             if other in by_key:
                 o = statistics.median(by_key[other].totals)
-                print(f"ratio of medians (c)/({other}): {c / o:.3f}   ({o / c:.1f}x faster)")
+                print(f"ratio of medians ({mine})/({other}): {m / o:.3f}   ({o / m:.1f}x faster)")
+    if "w" in by_key and "c" in by_key and by_key["w"].firsts and by_key["c"].firsts:
+        w = statistics.median(by_key["w"].firsts)
+        c = statistics.median(by_key["c"].firsts)
+        print(f"first test of a session, (w)/(c): {w / c:.3f}")
     print()
     print("Start-up breakdown: median seconds after the DataFlowKernel started")
     print("(from the timestamps in parsl.log, interchange.log, manager.log, worker_N.log):")
@@ -400,8 +425,65 @@ def merge(results: Sequence[Result]) -> Result:
         {k: [v for r in results for v in r.phases[k]] for k in first.phases},
         [d for r in results for d in r.run_dirs],
         [name for r in results for name in r.leaked],
+        [t for r in results for t in r.firsts],
     )
     return merged
+
+
+MATRIX_TESTS = """
+import pytest
+from parsl import python_app
+
+
+@python_app
+def add(a, b):
+    return a + b
+
+
+@pytest.mark.parametrize("i", range({n}))
+@pytest.mark.parsl(executor=["thread", "htex"])
+def test_matrix(i):
+    assert add(i, 1).result() == i + 1
+"""
+
+
+def run_matrix(workdir: Path, tests: int, rounds: int) -> bool:
+    """The executor matrix, one session cold and one warm per round, interleaved."""
+    (workdir / "test_matrix.py").write_text(MATRIX_TESTS.format(n=tests))
+    walls: dict[str, list[float]] = {"0": [], "1": []}
+    ok = True
+    for number in range(rounds):
+        for switch in ("0", "1"):
+            name = "cold" if switch == "0" else "warm"
+            print(f"matrix round {number + 1}/{rounds}: {2 * tests} tests, {name} ...", flush=True)
+            command = pytest_command(
+                "test_matrix.py",
+                "-p",
+                "parslflow",
+                "-p",
+                "no:randomly",
+                "-q",
+                f"--basetemp={workdir / f'basetemp-matrix-{name}{number}'}",
+            )
+            env: dict[str, str | None] = {"PARSLFLOW_WARM_START": switch, "PYTHONPATH": None}
+            session = run_session(command, workdir, env)
+            leaked = reap_session(session.pid)
+            last = session.output.strip().splitlines()[-1] if session.output.strip() else ""
+            print(
+                f"   {session.wall_s:.1f} s: {last}"
+                + (f"; left running: {leaked}" if leaked else "")
+            )
+            ok = ok and session.returncode == 0 and not leaked
+            walls[switch].append(session.wall_s)
+    cold, warm = statistics.median(walls["0"]), statistics.median(walls["1"])
+    print()
+    print(f'{tests} tests on executor=["thread", "htex"] ({2 * tests} items), session wall time:')
+    print(f"  cold (PARSLFLOW_WARM_START=0): {' '.join(f'{w:.1f}' for w in walls['0'])} s")
+    print(f"  warm (the default):           {' '.join(f'{w:.1f}' for w in walls['1'])} s")
+    print(f"  ratio of medians warm/cold: {warm / cold:.3f}   ({cold / warm:.1f}x faster)")
+    per_round = [w / c for w, c in zip(walls["1"], walls["0"], strict=True)]
+    print(f"  per round (each pair run back to back): {' '.join(f'{r:.3f}' for r in per_round)}")
+    return ok
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -414,7 +496,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the variants this many times, interleaved, so that a busy spell "
         "of the machine weighs on all of them alike (default 1)",
     )
-    parser.add_argument("--variants", default="abc", help="which variants to run (default abc)")
+    parser.add_argument(
+        "--variants", default="abcw", help="which variants to run (default abcw; '' for none)"
+    )
+    parser.add_argument(
+        "--matrix",
+        type=int,
+        default=0,
+        help='then run this many tests on executor=["thread", "htex"], cold and warm',
+    )
     parser.add_argument("--keep", type=Path, help="write the runs here and keep them")
     args = parser.parse_args(argv)
     if args.tests < 1 or args.rounds < 1:
@@ -438,16 +528,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     output = workdir / f"output-{variant.key}{number}.txt"
                     print(f"   pytest exit code {result.exit_code}; the end of {output.name}:")
                     print("\n".join(output.read_text().splitlines()[-30:]))
-        after = import_parsl_seconds()
         results = [merge(rounds[v.key]) for v in chosen]
-        print_report(results)
+        if results:
+            print_report(results)
+        matrix_ok = run_matrix(workdir, args.matrix, args.rounds) if args.matrix else True
+        after = import_parsl_seconds()
         print(
             f'\nyardstick: `python -c "import parsl"` took {before:.2f} s before '
             f"and {after:.2f} s after the runs (median of 3)"
         )
         if args.keep:
             print(f"runs kept in {workdir}")
-    return 0 if all(r.exit_code == 0 for r in results) else 1
+    return 0 if matrix_ok and all(r.exit_code == 0 for r in results) else 1
 
 
 if __name__ == "__main__":

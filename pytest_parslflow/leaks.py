@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -120,7 +121,7 @@ def _session_processes() -> dict[int, str]:
             if wanted in environ and not _started_elsewhere(int(name), environ, wanted, me):
                 candidates.add(int(name))
     found: dict[int, str] = {}
-    for pid in candidates:
+    for pid in candidates - _warm_parents():
         command = _read(f"/proc/{pid}/cmdline")
         if command and not _zombie(pid) and any(w in command for w in _PARSL_PROCESS_WORDS):
             found[pid] = _describe(command)
@@ -284,8 +285,15 @@ def _parsl_descendants() -> bool:
     """Whether a Parsl process runs below this one (cheap: no environment is read)."""
     return any(
         any(word in _read(f"/proc/{pid}/cmdline") for word in _PARSL_PROCESS_WORDS)
-        for pid in _descendants(os.getpid())
+        for pid in _descendants(os.getpid()) - _warm_parents()
     )
+
+
+def _warm_parents() -> frozenset[int]:
+    """The session's own HTEX warm parent (``htex.warm``): never a test's leak; what it
+    forks for a test is."""
+    warm = sys.modules.get("pytest_parslflow.htex.warm")
+    return warm.warm_parent_pids() if warm is not None else frozenset()
 
 
 def find_and_end_leaks(
@@ -307,7 +315,10 @@ def find_and_end_leaks(
         # the moment a thread ends), for THREAD_GRACE seconds in all
         deadline = time.monotonic() + THREAD_GRACE
         for thread in threading.enumerate():
-            if thread.ident in before.threads or thread.ident not in _parsl_threads():
+            # a thread that ended may leave its ident to a new one: the name tells them apart
+            if before.threads.get(thread.ident or 0) == thread.name:
+                continue
+            if thread.ident not in _parsl_threads():
                 continue
             thread.join(max(0.0, deadline - time.monotonic()))
     now = snapshot(with_processes)
@@ -315,7 +326,7 @@ def find_and_end_leaks(
         leaks += [
             f"thread {name!r} (ident {ident}) still running"
             for ident, name in now.threads.items()
-            if ident not in before.threads
+            if before.threads.get(ident) != name
         ]
     new_processes = {
         pid: cmd

@@ -22,6 +22,7 @@ from pytest_parslflow.fixtures import (
     parsl_run_dir,
     parsl_tasks,
 )
+from pytest_parslflow.htex.warm import check_warm_start_switch, stop_warm_parent
 from pytest_parslflow.lifecycle import (
     LEAK_BASELINE,
     MANAGED,
@@ -88,6 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
+    check_warm_start_switch()
     mark_session()
     config.pluginmanager.register(SessionSummary(), SUMMARY)
     config.pluginmanager.register(ParslCI(config), CI)
@@ -102,11 +104,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Whatever the checks allowed (``--parslflow-leaks off``), no Parsl process of this
-    session outlives it."""
+    session outlives it, nor does its HTEX warm parent."""
     if "parsl" in sys.modules:
         from pytest_parslflow.leaks import end_session_processes
 
         end_session_processes()
+    stop_warm_parent()  # the HTEX warm parent, if one runs (htex.warm)
     if REMOVER in session.config.stash:
         session.config.stash[REMOVER].flush()
 

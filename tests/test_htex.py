@@ -202,9 +202,11 @@ def test_monitoring(tmp_path, parsl_monitoring):
 
 def test_nothing_left_running():
     import psutil
+    from pytest_parslflow.htex.warm import warm_parent_pids
+    # the session's warm parent, from which each test's HTEX is forked, is its own
     children = [
         p for p in psutil.Process().children(recursive=True)
-        if "resource_tracker" not in " ".join(p.cmdline())
+        if "resource_tracker" not in " ".join(p.cmdline()) and p.pid not in warm_parent_pids()
     ]
     assert children == []
 """
@@ -249,7 +251,8 @@ def test_gets_a_new_one(parsl_dfk):
     result.assert_outcomes(passed=5, warnings=1)
     result.stdout.fnmatch_lines(
         [
-            "*session-scoped DataFlowKernel*was broken (the interchange of executor htex_local exited*replaced for*test_gets_a_new_one*"
+            # found by the check before the test, or by the executor's watchdog before it
+            "*session-scoped DataFlowKernel*was broken (*the interchange of executor htex_local exited*replaced for*test_gets_a_new_one*"
         ]
     )
 

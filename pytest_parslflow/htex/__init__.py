@@ -6,6 +6,9 @@ Where a test's time goes with stock HTEX, and what is done here instead:
   submitted, at the strategy's next tick: here the block is launched at load
   together with the interchange (``_htex_executor.FastStartHTEX``) and reads
   the worker port from a file the interchange writes (``_htex_interchange``);
+- the interchange and the worker pool are new interpreters that import Parsl:
+  here they are forked from the session's warm parent, in which Parsl is
+  imported already (``warm``; ``PARSLFLOW_WARM_START=0`` for the cold path);
 - the worker pool spawns a multiprocessing manager and every worker as fresh
   interpreters that each import Parsl again: here, on Linux, they are forked
   from the pool (``_htex_pool``), which also keeps a manager that connects
@@ -33,6 +36,8 @@ from pytest_parslflow.settings import ParslSettings
 
 if TYPE_CHECKING:
     from parsl.executors import HighThroughputExecutor
+
+    from pytest_parslflow.htex.warm import WarmLaunch
 
 HTEX_LABEL = "htex_local"
 
@@ -88,11 +93,20 @@ def _format_literal(text: str) -> str:
     return shlex.quote(text).replace("{", "{{").replace("}", "}}")
 
 
-def _launch_commands() -> tuple[str, list[str], bool]:
+def _warm_launcher(warm: WarmLaunch | None, role: str) -> list[str]:
+    """The words that start ``role`` from the session's warm parent (see ``warm``), put
+    in front of its cold command; none where it starts cold."""
+    if warm is None or (role == "interchange" and not warm.interchange):
+        return []
+    return [sys.executable, "-I", "-S", str(_HERE / "_warm_launch.py"), warm.address, role]
+
+
+def _launch_commands(warm: WarmLaunch | None = None) -> tuple[str, list[str], bool]:
     """The pool's launch command, the interchange's, and whether they start fast.
 
     The fast pair needs a Parsl whose pool takes the interchange's single worker
-    port as ``--port``; an older one gets its own scripts, by full path.
+    port as ``--port``; an older one gets its own scripts, by full path. With
+    ``warm``, they start from the session's warm parent.
     """
     from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
 
@@ -101,8 +115,10 @@ def _launch_commands() -> tuple[str, list[str], bool]:
         from pytest_parslflow.htex._htex_interchange import PORT_FILE
 
         pool = f"{python} {_format_literal(str(_HERE / '_htex_pool.py'))} {{logdir}}/{PORT_FILE}"
+        pool = " ".join([*map(_format_literal, _warm_launcher(warm, "pool")), pool])
         launch = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1)
-        return launch, [sys.executable, str(_HERE / "_htex_interchange.py")], True
+        interchange = [sys.executable, str(_HERE / "_htex_interchange.py")]
+        return launch, [*_warm_launcher(warm, "interchange"), *interchange], True
     pool = f"{python} {_format_literal(_entry_script('process_worker_pool.py'))}"
     launch = DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1)
     return launch, [sys.executable, _entry_script("interchange.py")], False
@@ -116,10 +132,12 @@ def make_htex_executor(
     from parsl.launchers import SingleNodeLauncher
 
     from pytest_parslflow.htex.executor import BlockLocalProvider, FastStartHTEX
+    from pytest_parslflow.htex.warm import warm_launch
 
-    launch_cmd, interchange_cmd, fast = _launch_commands()
+    warm = warm_launch() if _fast_start_possible() else None
+    launch_cmd, interchange_cmd, fast = _launch_commands(warm)
     executor_class = FastStartHTEX if fast else _plain_htex()
-    return executor_class(
+    executor = executor_class(
         label=HTEX_LABEL,
         address="127.0.0.1",
         loopback_address="127.0.0.1",
@@ -140,6 +158,16 @@ def make_htex_executor(
             launcher=SingleNodeLauncher(),
         ),
     )
+    if isinstance(executor, FastStartHTEX):
+        executor.interchange_first = warm is not None and warm.interchange
+    return executor
+
+
+def _fast_start_possible() -> bool:
+    """Whether the installed Parsl's pool takes the interchange's single worker port."""
+    from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+
+    return "--port={worker_port}" in DEFAULT_LAUNCH_CMD
 
 
 def _plain_htex() -> type[HighThroughputExecutor]:

@@ -104,12 +104,16 @@ def import_interchange() -> Any:
     return Interchange
 
 
-def main() -> None:
-    interchange_class = import_interchange()
+def main(interchange_class: Any = None, watch_parent: bool = True) -> None:
+    """Run the interchange. The warm parent (``_warm_parent``) passes the class it
+    imported, and watches the launcher itself instead of this process's parent."""
+    if interchange_class is None:
+        interchange_class = import_interchange()
     from parsl.utils import setproctitle
 
     setproctitle("parsl: HTEX interchange")
-    exit_with_parent()
+    if watch_parent:
+        exit_with_parent()
     logging.getLogger(LOGGER).addFilter(TaskLinesAtInfo())
     config = pickle.load(sys.stdin.buffer)
     interchange = interchange_class(**config)

@@ -12,7 +12,7 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psutil
@@ -215,6 +215,9 @@ class FastStartHTEX(HighThroughputExecutor):
 
     _scaling_initialized = False
     _early_blocks = 0
+    #: launch the interchange before the first blocks: where it is forked from the warm
+    #: parent it starts sooner than a block's pool, which waits for its port
+    interchange_first = False
 
     def initialize_scaling(self) -> None:
         # Called early by _start_local_interchange_process, then again by start().
@@ -231,8 +234,15 @@ class FastStartHTEX(HighThroughputExecutor):
         self.initialize_scaling()
         assert self.provider is not None, "HTEX always has a provider"
         init_blocks: int = self.provider.init_blocks
-        super().scale_out_facade(init_blocks)
-        self._early_blocks = init_blocks
+
+        def launch_early_blocks() -> None:
+            super(FastStartHTEX, self).scale_out_facade(init_blocks)
+            self._early_blocks = init_blocks
+
+        if self.interchange_first:
+            self._before_first_command(launch_early_blocks)
+        else:
+            launch_early_blocks()
         try:
             super()._start_local_interchange_process()
         except BaseException:
@@ -240,6 +250,19 @@ class FastStartHTEX(HighThroughputExecutor):
             with contextlib.suppress(Exception):
                 self.shutdown(timeout=1)
             raise
+
+    def _before_first_command(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once, just before the first command to the interchange: Parsl
+        sends it (asking for the worker port) right after launching the interchange."""
+        client: Any = self.command_client
+        run = client.run
+
+        def run_after_action(*args: Any, **kwargs: Any) -> Any:
+            del client.run  # back to the class's own
+            action()
+            return run(*args, **kwargs)
+
+        client.run = run_after_action
 
     def scale_out_facade(self, n: int) -> list[str]:
         absorbed = min(n, self._early_blocks)
