@@ -13,7 +13,6 @@ import re
 import shutil
 import sys
 import threading
-import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
 
-    from pytest_parslflow.leaks import Snapshot
+    from pytest_parslflow.leaks import Guard
+    from pytest_parslflow.origins import Owner
     from pytest_parslflow.shared import SharedRun, SharedRuns
     from pytest_parslflow.tasks import ParslTask, TaskWindow
 
@@ -102,19 +102,6 @@ class ParslTestRun:
             raise errors[0]
 
 
-#: the environment variable carrying this session's token, which every process the
-#: session starts inherits (HTEX blocks too, which a provider detaches from the process
-#: tree): the leak guard ends only processes that carry it
-TOKEN_VARIABLE = "PARSLFLOW_SESSION"
-
-
-def mark_session() -> str:
-    """Give this process (and so everything it starts) the session's token."""
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    os.environ[TOKEN_VARIABLE] = token
-    return token
-
-
 #: per-test record of what Parsl did, in ``item.stash``
 TEST_RUN = pytest.StashKey[ParslTestRun]()
 #: whether any phase of the test failed, for the keep policy
@@ -130,8 +117,8 @@ def shared_run_bases(config: pytest.Config) -> list[Path]:
     return runs.alive_bases() if runs is not None else []
 
 
-#: what of Parsl was running when the test started, for the leak guard
-LEAK_BASELINE: pytest.StashKey[Snapshot] = pytest.StashKey()
+#: the leak guard's note at the start of a test that opted in (its owner, threads)
+LEAK_GUARD: pytest.StashKey[Guard] = pytest.StashKey()
 #: the test's failure report, made at its first failing phase
 REPORT = pytest.StashKey[str]()
 
@@ -167,11 +154,27 @@ _Handlers = list[tuple[logging.Logger, logging.Handler]]
 _LOG_FILES: weakref.WeakKeyDictionary[DataFlowKernel, _Handlers] = weakref.WeakKeyDictionary()
 
 
-def load_dfk(config: Config) -> DataFlowKernel:
-    """``parsl.load(config)``, noting the DFK's ``parsl.log`` handlers for its cleanup."""
+def load_dfk(config: Config, owner: Owner | None = None) -> DataFlowKernel:
+    """``parsl.load(config)``, noting the DFK's ``parsl.log`` handlers for its cleanup.
+
+    What the DFK starts belongs to ``owner`` (by default the test that opted in and runs
+    now); a DFK that fails to start is stopped here, and the threads it could not stop
+    are named in the error."""
     import parsl
 
-    dfk = parsl.load(config)
+    # --- leak guard (issue 12): provenance, daemon thread workers, failed starts ---
+    from pytest_parslflow import origins
+    from pytest_parslflow.interrupts import never_wait_at_exit, stop_failed_start
+
+    owner = origins.claim_config(config, owner)
+    try:
+        dfk = parsl.load(config)
+    except BaseException as error:
+        stop_failed_start(error, config, owner)
+        raise
+    origins.claim_dfk(dfk, owner)
+    never_wait_at_exit(dfk)
+    # --- end leak guard ---
     _LOG_FILES[dfk] = _log_file_handlers(dfk)
     return dfk
 

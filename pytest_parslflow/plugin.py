@@ -23,7 +23,7 @@ from pytest_parslflow.fixtures import (
     parsl_tasks,
 )
 from pytest_parslflow.lifecycle import (
-    LEAK_BASELINE,
+    LEAK_GUARD,
     PARSL_FIXTURES,
     PHASE_FAILED,
     REMOVER,
@@ -34,7 +34,6 @@ from pytest_parslflow.lifecycle import (
     item_settings,
     keep_run_dir,
     loaded_dfk,
-    mark_session,
     quiet_parsl_in_captured_logs,
     shared_run_bases,
     uses_parsl,
@@ -72,7 +71,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
-    mark_session()
     config.pluginmanager.register(SessionSummary(), "parslflow-summary")
 
 
@@ -82,14 +80,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[REMOVER] = RunDirRemover()
 
 
+def pytest_keyboard_interrupt() -> None:
+    """Ctrl-C, or SIGTERM/SIGHUP turned into it: Parsl's processes end first, before
+    the fixtures' teardown (which then has nothing to wait for)."""
+    if "pytest_parslflow.leaks" in sys.modules:
+        from pytest_parslflow.leaks import end_session
+
+        end_session()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Whatever the checks allowed (``--parslflow-leaks off``), no Parsl process of this
     session outlives it."""
-    if "parsl" in sys.modules:
-        from pytest_parslflow.leaks import end_session_processes
+    if "pytest_parslflow.leaks" in sys.modules:
+        from pytest_parslflow.interrupts import restore_handlers
+        from pytest_parslflow.leaks import end_session
 
-        end_session_processes()
+        end_session()
+        restore_handlers()
     if REMOVER in session.config.stash:
         session.config.stash[REMOVER].flush()
 
@@ -127,14 +136,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         del item.stash[TEST_RUN]
     item.stash[PHASE_FAILED] = False
     item.stash[REPORT] = ""
-    # Parsl processes of earlier tests were ended after them: the baseline needs no
-    # process scan unless module- or session-scoped DFKs run, whose processes it spares
-    from pytest_parslflow.leaks import snapshot
-
-    shared = bool(shared_run_bases(item.config))
-    item.stash[LEAK_BASELINE] = snapshot(with_processes=shared)
     if not uses_parsl(item):
         return
+    # --- leak guard (issue 12): what Parsl starts from here on is this test's ---
+    from pytest_parslflow import origins
+    from pytest_parslflow.interrupts import install_handlers
+    from pytest_parslflow.leaks import start
+
+    origins.set_tmp_root(item.config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+    install_handlers()
+    item.stash[LEAK_GUARD] = start(item.nodeid)
+    # --- end leak guard ---
     try:
         item_settings(item)
     except SettingsError as exc:
@@ -160,20 +172,27 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
             + (f" (its cleanup raised {error!r})" if error else "")
         )
     mode = options_of(item.config).leaks
-    before = item.stash.get(LEAK_BASELINE, None)
-    if mode != "off" and before is not None:
-        run = item.stash.get(TEST_RUN, None)
-        starts_processes = leaked is not None or run is None or run.starts_processes()
-        from pytest_parslflow.leaks import find_and_end_leaks
+    # --- leak guard (issue 12): a test that opted in; its processes are ended always ---
+    guard = item.stash.get(LEAK_GUARD, None)
+    hint = (
+        "Use the parsl marker, or clean up in the test (parsl.dfk().cleanup(), wait for its tasks)"
+    )
+    if guard is not None:
+        from pytest_parslflow.leaks import check
 
-        shared = shared_run_bases(item.config)
-        leaks += find_and_end_leaks(before, starts_processes, shared)
+        del item.stash[LEAK_GUARD]
+        findings = check(guard, with_threads=not shared_run_bases(item.config))
+        leaks += findings.leaks
+        for warning in findings.warnings:
+            item.warn(pytest.PytestWarning(f"{item.nodeid}: {warning}"))
+        hint = (
+            "A test's tasks should end with it: wait for their futures, or give long apps "
+            "a walltime (a thread cannot be stopped; processes were ended)"
+        )
+    # --- end leak guard ---
     if not leaks or mode == "off":
         return
-    message = (
-        f"{item.nodeid} leaked Parsl resources: " + "; ".join(leaks) + ". Use the parsl "
-        "marker, or clean up in the test (parsl.dfk().cleanup(), wait for its tasks)"
-    )
+    message = f"{item.nodeid} leaked Parsl resources: " + "; ".join(leaks) + ". " + hint
     if mode == "fail":
         pytest.fail(message, pytrace=False)
     item.warn(pytest.PytestWarning(message))
