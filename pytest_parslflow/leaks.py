@@ -363,6 +363,10 @@ def _describe(owner: Owner, pid: int, stat: _Stat | None) -> str:
         )
     command = _command(pid) or (launch.command if launch is not None else "?")
     environ = _environ(pid)
+    task = task_command(pid, environ)
+    if task:
+        ports = _listening(pid)
+        return task + (f", listening on {', '.join(ports)}" if ports else "")
     where = ""
     parent = origins.registry().bash_launches.get(
         _environ_value(environ, origins.LAUNCH_VARIABLE.encode())
@@ -378,6 +382,21 @@ def _describe(owner: Owner, pid: int, stat: _Stat | None) -> str:
     ports = _listening(pid)
     listening = f", listening on {', '.join(ports)}" if ports else ""
     return f"process {pid} ({_short(command)}){where}{listening}"
+
+
+def task_command(pid: int, environ: bytes | None = None) -> str:
+    """``pid`` described as a command that a task started on an HTEX worker (a bash
+    app's command, or what it started), or ``""``: such a process, unlike the worker
+    itself, carries the worker's rank in its environment from its start."""
+    environ = _environ(pid) if environ is None else environ
+    if b"PARSL_WORKER_RANK=" not in environ:
+        return ""
+    rank = _environ_value(environ, b"PARSL_WORKER_RANK")
+    block = _environ_value(environ, b"PARSL_WORKER_BLOCK_ID")
+    command = _command(pid)
+    if command.startswith("bash -c "):
+        command = command[len("bash -c ") :]
+    return f"task command {_short(command)!r}: process {pid} on HTEX worker {rank} of block {block}"
 
 
 def _environ_value(environ: bytes, name: bytes) -> str:
@@ -553,7 +572,8 @@ def check(guard: Guard, with_threads: bool = True) -> Findings:
     name processes of unknown origin that appeared during it (never signalled)."""
     owner = guard.owner
     origins.set_current(None)
-    findings = Findings()
+    findings = Findings(leaks=list(owner.notes))
+    owner.notes.clear()
     excused_threads = guard.threads | owner.excused_threads
     if with_threads:
         parsl_threads_after_grace(excused_threads)

@@ -93,6 +93,9 @@ class Owner:
     #: setup error, not leaks of the test
     excused_threads: set[int] = field(default_factory=set)
     excused_descriptors: set[str] = field(default_factory=set)
+    #: what the owner's executors ended while cleaning up (a task's command in a
+    #: cancelled block), for the leak guard's report
+    notes: list[str] = field(default_factory=list)
     _tmp: Path | None = None
 
     @property

@@ -56,6 +56,7 @@ class BlockLocalProvider(LocalProvider):
             group = self._groups.pop(job_id, None)
             if group is not None:
                 groups.append(group)
+        _note_task_commands(self, set(groups))
         stop_process_groups(groups)
         return [True for _ in job_ids]
 
@@ -64,11 +65,42 @@ class BlockLocalProvider(LocalProvider):
         self.cancel(list(self._groups))
 
 
+def _note_task_commands(provider: BlockLocalProvider, groups: set[int]) -> None:
+    """Name, for the leak guard's report, the commands that tasks run in the blocks
+    about to be cancelled (a bash app's command that outlived its test): processes a
+    worker started, whose environment names the worker."""
+    from pytest_parslflow import leaks, origins
+
+    owner = origins.registry().claimed_owner(provider)
+    if owner is None or not groups:
+        return
+    for process in _group_members(groups):
+        note = leaks.task_command(process.pid)
+        if note:
+            owner.notes.append(f"{note}: ended with its block")
+
+
+def _candidates() -> list[psutil.Process]:
+    """Processes that may be in a block's group: on Linux, where the test process is a
+    subreaper, only its descendants (cheap whatever runs on the host)."""
+    from pytest_parslflow import leaks
+
+    if leaks.become_subreaper():
+        processes = []
+        for pid in leaks.descendants(os.getpid()):
+            try:
+                processes.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        return processes
+    return list(psutil.process_iter())
+
+
 def _group_members(groups: set[int]) -> list[psutil.Process]:
     members = []
-    for process in psutil.process_iter(["status"]):
+    for process in _candidates():
         try:
-            if process.info["status"] == psutil.STATUS_ZOMBIE:
+            if process.status() == psutil.STATUS_ZOMBIE:
                 continue
             if os.getpgid(process.pid) in groups:
                 members.append(process)
