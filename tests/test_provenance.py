@@ -191,7 +191,7 @@ def test_a_venv_whose_path_says_parsl_gives_no_false_leak(pytester: pytest.Pytes
     pytester.makeconftest(PARSL_PATH_CONFTEST)
     pytester.makepyfile(test_parsl_path=PARSL_PATH_TESTS)
     session = Session(pytester, python)
-    code, output = session.run("-v")
+    _code, output = session.run("-v")
     outcomes = _outcomes(output)
     assert outcomes.get("passed") == 6, output
     assert outcomes.get("errors", outcomes.get("error")) == 2, output
@@ -259,7 +259,7 @@ def test_bash_apps_still_running_end_with_their_test(
 ) -> None:
     pytester.makepyfile(test_bash=BASH_APPS.replace("EXECUTOR", repr(executor)))
     session = Session(pytester)
-    code, output = session.run("-v")
+    _code, output = session.run("-v")
     outcomes = _outcomes(output)
     assert outcomes.get("failed") == 1, output  # the timeout
     assert outcomes.get("passed") == 2, output
@@ -420,7 +420,7 @@ def test_next_starts():
 """
     )
     session = Session(pytester)
-    code, output = session.run("-v")
+    _code, output = session.run("-v")
     outcomes = _outcomes(output)
     assert outcomes.get("errors", outcomes.get("error")) == 1, output
     assert outcomes.get("passed") == 2, output
