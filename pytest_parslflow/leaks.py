@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,7 +272,7 @@ class _Census:
     stats: dict[int, _Stat] = field(default_factory=dict)
 
 
-def _census(owners: Iterable[Owner]) -> _Census:
+def _census(wanted: Iterable[Owner]) -> _Census:
     """Who each process below the test process belongs to: by the launch that started
     it or one above it, by the process group a launch leads (a LocalProvider block,
     whose shell has exited), or by the token in its environment (what a launch
@@ -283,7 +283,9 @@ def _census(owners: Iterable[Owner]) -> _Census:
     census.stats = stats
     running = {pid for pid, s in stats.items() if s.state not in ("Z", "X")}
     _CLASSIFIER.forget_dead(set(stats))
-    owners = list(owners)
+    # every owner's processes are told apart, though only ``wanted``'s are asked for
+    wanted = list(wanted)
+    owners = list(dict.fromkeys([*wanted, *origins.registry().owners]))
     tokens = {owner.token: owner for owner in owners}
     launches = origins.registry().launches
     own_group = os.getpgrp()
@@ -319,7 +321,7 @@ def _census(owners: Iterable[Owner]) -> _Census:
             pid for pid in owner.known if pid in stats and pid not in running
         }
         owner.known = set(mine)
-        if not _subreaper and owner.launches:
+        if not _subreaper and owner.launches and owner in wanted:
             census.by_owner[owner.token] |= _detached(owner) - mine
     return census
 
@@ -609,6 +611,28 @@ def check(guard: Guard, with_threads: bool = True) -> Findings:
         findings.warnings.append(limitation())
     owner.remove_tmpdir()
     return findings
+
+
+def guarded_load(load: Callable[[Any], Any], config: Any, owner: Owner | None) -> Any:
+    """``load(config)`` (``parsl.load``) with what the DFK starts attributed to
+    ``owner`` (by default the test that opted in and runs now). A DFK that fails to
+    start is stopped, and what it leaves is part of that error, not the test's leak;
+    the threads and sockets of a DFK loaded for a broader owner (a shared DFK) are not
+    the running test's either."""
+    from pytest_parslflow.interrupts import never_wait_at_exit, stop_failed_start
+
+    current = origins.current_owner()
+    owner = origins.claim_config(config, owner)
+    try:
+        dfk = load(config)
+    except BaseException as error:
+        stop_failed_start(error, config, owner)
+        raise
+    origins.claim_dfk(dfk, owner)
+    never_wait_at_exit(dfk)
+    if owner is not current:
+        current.excused_descriptors |= _descriptors()
+    return dfk
 
 
 def _new_sockets(before: set[str]) -> list[str]:

@@ -162,19 +162,10 @@ def load_dfk(config: Config, owner: Owner | None = None) -> DataFlowKernel:
     are named in the error."""
     import parsl
 
-    # --- leak guard (issue 12): provenance, daemon thread workers, failed starts ---
-    from pytest_parslflow import origins
-    from pytest_parslflow.interrupts import never_wait_at_exit, stop_failed_start
+    # leak guard (issue 12): provenance, daemon thread workers, a failed start stopped
+    from pytest_parslflow.leaks import guarded_load
 
-    owner = origins.claim_config(config, owner)
-    try:
-        dfk = parsl.load(config)
-    except BaseException as error:
-        stop_failed_start(error, config, owner)
-        raise
-    origins.claim_dfk(dfk, owner)
-    never_wait_at_exit(dfk)
-    # --- end leak guard ---
+    dfk: DataFlowKernel = guarded_load(parsl.load, config, owner)
     _LOG_FILES[dfk] = _log_file_handlers(dfk)
     return dfk
 
