@@ -48,7 +48,7 @@ def _marked_now(mark: str) -> list[str]:
                 continue
             environ = process.environ()
             if f"PROVENANCE_MARK={environ.get('PROVENANCE_MARK')}" == wanted:
-                found.append(f"{process.pid} {' '.join(process.cmdline())[:100]}")
+                found.append(f"{process.pid} {' '.join(process.cmdline())}")
         except psutil.Error:
             continue
     return found
@@ -427,3 +427,51 @@ def test_next_starts():
     assert "no-such-interchange.py" in output
     assert "leaked" not in output, output
     assert _marked(session.mark) == []
+
+
+def test_the_monitoring_example_runs_from_a_venv_whose_path_says_parsl(
+    pytester: pytest.Pytester,
+) -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    session = Session(pytester, parsl_named_python(pytester.path))
+    session.cwd = examples.parent
+    _code, output = session.run(str(examples / "test_monitoring.py"), "--rootdir", str(examples))
+    assert _outcomes(output) == {"passed": 1}, output
+    assert _marked(session.mark) == []
+    assert session.temp_entries() == []
+
+
+UNKNOWN_ORIGIN = """
+import os
+import pathlib
+import signal
+import pytest
+from parsl import python_app
+
+@python_app
+def one():
+    return 1
+
+@pytest.mark.parsl
+def test_starts_a_process_parsl_did_not(tmp_path):
+    assert one().result() == 1
+    pid_file = pathlib.Path(os.environ["READY"])
+    os.system(f"sleep 30 >/dev/null 2>&1 & echo $! > {pid_file}")
+
+def test_it_still_runs():
+    pid = int(pathlib.Path(os.environ["READY"]).read_text())
+    os.kill(pid, 0)  # not ended
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+def test_a_process_of_unknown_origin_is_named_and_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_unknown=UNKNOWN_ORIGIN)
+    session = Session(pytester)
+    _code, output = session.run("-v")
+    assert _outcomes(output) == {"passed": 2, "warnings": 1}, output
+    text = " ".join(output.split())
+    assert (
+        "(sleep 30) started during the test and still runs; it was not started by Parsl, so it was left alone"
+        in text
+    ), output
