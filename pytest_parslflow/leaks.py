@@ -103,20 +103,18 @@ class _Stat:
     state: str
     ppid: int
     pgid: int
-    #: when the process started, comparable with ``time.time()``
+    #: when the process started, comparable with :func:`_now`
     started: float
 
 
-_BOOT_TIME: float | None = None
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if LINUX else 100
 
 
-def _boot_time() -> float:
-    global _BOOT_TIME
-    if _BOOT_TIME is None:
-        import psutil
-
-        _BOOT_TIME = psutil.boot_time()
-    return _BOOT_TIME
+def _now() -> float:
+    """Now, on the clock of :class:`_Stat`'s ``started``."""
+    if LINUX:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.time()
 
 
 def _stat(pid: int) -> _Stat | None:
@@ -126,8 +124,8 @@ def _stat(pid: int) -> _Stat | None:
             return None
         fields = raw.rsplit(b") ", 1)[-1].split()
         try:
-            ticks = int(fields[19]) / os.sysconf("SC_CLK_TCK")
-            return _Stat(fields[0].decode(), int(fields[1]), int(fields[2]), _boot_time() + ticks)
+            started = int(fields[19]) / _CLOCK_TICKS
+            return _Stat(fields[0].decode(), int(fields[1]), int(fields[2]), started)
         except (IndexError, ValueError):
             return None
     import psutil
@@ -210,9 +208,19 @@ def become_subreaper() -> bool:
     return _subreaper
 
 
+def is_subreaper() -> bool:
+    """Whether this process keeps what its descendants detach (see above)."""
+    return bool(_subreaper)
+
+
+_LIMITATION_SAID = False
+
+
 def limitation() -> str:
-    """What the guard cannot see on this system, or ``""``."""
-    if _subreaper is False:
+    """What the guard cannot see on this system, or ``""`` (said once per session)."""
+    global _LIMITATION_SAID
+    if _subreaper is False and not _LIMITATION_SAID:
+        _LIMITATION_SAID = True
         return (
             "on this system the test process cannot keep what Parsl detaches below it "
             "(Linux only): such processes are found by reading every process's "
@@ -288,6 +296,7 @@ def _census(wanted: Iterable[Owner]) -> _Census:
     owners = list(dict.fromkeys([*wanted, *origins.registry().owners]))
     tokens = {owner.token: owner for owner in owners}
     launches = origins.registry().launches
+    _forget_gone_launches(launches, stats)
     own_group = os.getpgrp()
     claimed: set[int] = set()
     for owner in owners:
@@ -324,6 +333,18 @@ def _census(wanted: Iterable[Owner]) -> _Census:
         if not _subreaper and owner.launches and owner in wanted:
             census.by_owner[owner.token] |= _detached(owner) - mine
     return census
+
+
+def _forget_gone_launches(launches: dict[int, Any], stats: dict[int, _Stat]) -> None:
+    """Forget launches whose process is gone, zombie included, and whose process group
+    is empty: their pid may now be reused by anyone."""
+    groups = {stat.pgid for stat in stats.values()}
+    for pid in list(launches):
+        if pid in stats or pid in groups:
+            continue
+        if not _subreaper and _stat(pid) is not None:
+            continue  # not below us: still there, elsewhere in the process tree
+        del launches[pid]
 
 
 def _detached(owner: Owner) -> set[int]:
@@ -523,12 +544,13 @@ def _thread_stack(owner: Owner | None, thread: threading.Thread) -> str:
 
 
 def _descriptors() -> set[str]:
+    """The test process's descriptor numbers (Linux), or the addresses it listens on."""
     if LINUX:
         try:
             return set(os.listdir("/proc/self/fd"))
         except OSError:
             return set()
-    return set()
+    return set(_listening(os.getpid()))
 
 
 def _readlink_fd(fd: str) -> str:
@@ -548,6 +570,8 @@ class Guard:
     owner: Owner
     threads: set[int]
     descriptors: set[str]
+    #: when the test started (see :func:`_now`)
+    started: float = field(default_factory=_now)
 
 
 def start(name: str) -> Guard:
@@ -602,13 +626,14 @@ def check(guard: Guard, with_threads: bool = True) -> Findings:
         findings.leaks.append(f"socket listening on {address} in the test process")
     for pid in sorted(census.unknown):
         stat = census.stats.get(pid)
-        if stat is not None and stat.started >= owner.started - 0.5:
+        if stat is not None and stat.started >= guard.started:
             findings.warnings.append(
                 f"process {pid} ({_short(_command(pid))}) started during the test and "
                 f"still runs; it was not started by Parsl, so it was left alone"
             )
-    if owner.launches and limitation():
-        findings.warnings.append(limitation())
+    said = limitation() if owner.launches else ""
+    if said:
+        findings.warnings.append(said)
     owner.remove_tmpdir()
     return findings
 
@@ -636,12 +661,14 @@ def guarded_load(load: Callable[[Any], Any], config: Any, owner: Owner | None) -
 
 
 def _new_sockets(before: set[str]) -> list[str]:
+    """Sockets listening in the test process that were not at ``before``: on Linux,
+    among the descriptors opened since (the socket table is read only when one is a
+    socket); elsewhere, ``before`` holds the addresses listening at the start."""
     if LINUX:
         new = _descriptors() - before
         if not any(_readlink_fd(fd).startswith("socket:") for fd in new):
             return []
-        return _listening(os.getpid())
-    return _listening(os.getpid())
+    return [address for address in _listening(os.getpid()) if address not in before]
 
 
 def end_owner(owner: Owner) -> list[str]:

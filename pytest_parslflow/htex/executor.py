@@ -85,7 +85,7 @@ def _candidates() -> list[psutil.Process]:
     subreaper, only its descendants (cheap whatever runs on the host)."""
     from pytest_parslflow import leaks
 
-    if leaks.become_subreaper():
+    if leaks.is_subreaper():
         processes = []
         for pid in leaks.descendants(os.getpid()):
             try:
