@@ -208,5 +208,27 @@ def make_config(request: pytest.FixtureRequest, settings: ParslSettings) -> tupl
         return config, False
     site = options_of(request.config).config_file
     if site is not None:
-        return site.make(), False
+        config = site.make()
+        share_session_path(config, request.config.rootpath)
+        return config, False
     return builtin_config(settings, request.config.rootpath), True
+
+
+def share_session_path(config: Config, rootdir: Path) -> None:
+    """A site config's workers import as the session does: apps defined in test modules
+    and the project's packages, on workers that share the filesystem. Their provider's
+    ``worker_init`` gets the session's ``sys.path`` (and pytest's rootdir) in front of
+    ``PYTHONPATH``, unless it already mentions ``PYTHONPATH``: a site that sets it (or
+    opts out with ``export PYTHONPATH="$PYTHONPATH"``) is left as written."""
+    import shlex
+
+    from pytest_parslflow.htex import session_pythonpath
+
+    path = shlex.quote(session_pythonpath([rootdir]))
+    export = f'export PYTHONPATH={path}"${{PYTHONPATH:+:$PYTHONPATH}}"'
+    for executor in config.executors:
+        provider = getattr(executor, "provider", None)
+        init = getattr(provider, "worker_init", None)
+        if not isinstance(init, str) or "PYTHONPATH" in init:
+            continue
+        provider.worker_init = f"{export}\n{init}" if init.strip() else export  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ from pytest_parslflow.lifecycle import (
     load_problem,
     run_base_name,
 )
-from pytest_parslflow.settings import MARKER, SettingsError
+from pytest_parslflow.settings import SettingsError
 
 if TYPE_CHECKING:
     from parsl.config import Config
@@ -59,10 +59,37 @@ def parsl_run_dir(request: pytest.FixtureRequest) -> Path:
     return _test_run(request).run_dir
 
 
+def _config_in_use(config: Config) -> str:
+    """Why ``config`` cannot be loaded for the test, if a running DFK already loaded it
+    (a suite's session-scoped ``parsl_config`` fixture, shared with its own DFK)."""
+    from pytest_parslflow.ownership import loaded_dfk, owner_of
+
+    other = loaded_dfk()
+    if other is None or other.config is not config or other.cleanup_called:
+        return ""
+    owner = owner_of(other)
+    by = f" by {owner.describe()}" if owner else ""
+    return (
+        f"the parsl_config fixture gives the Config that the DataFlowKernel loaded{by} "
+        f"already runs (run dir {other.run_dir}), and Parsl cannot load a Config twice, so "
+        f"the test runs on the plugin's own Config; to give it yours, make parsl_config "
+        f"return a new Config per call (function scope) or implement "
+        f"pytest_parslflow_make_config"
+    )
+
+
 @pytest.fixture
 def parsl_config(request: pytest.FixtureRequest) -> Config:
     """The ``parsl.config.Config`` this test will load; override it in a conftest to supply
-    your own (the plugin still sets its ``run_dir`` and the marker's explicit settings)."""
+    your own (the plugin still sets its ``run_dir`` and the marker's explicit settings);
+    an override that returns ``None`` leaves the choice to the plugin."""
+    return request.getfixturevalue("_parslflow_config")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def _parslflow_config(request: pytest.FixtureRequest) -> Config:
+    """The plugin's own Config for the test, whether or not a conftest overrides
+    ``parsl_config``."""
     from pytest_parslflow.config import ConfigFileError, make_config
 
     run = _test_run(request)
@@ -89,6 +116,16 @@ def parsl_config(request: pytest.FixtureRequest) -> Config:
 def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[DataFlowKernel]:
     """The loaded DataFlowKernel of this test; cleaned up and cleared after it."""
     run = _test_run(request)
+    in_use = _config_in_use(parsl_config) if parsl_config is not None else ""
+    if in_use:
+        from pytest_parslflow.ownership import warn
+
+        warn(request.node, f"{request.node.nodeid}: {in_use}")
+    if parsl_config is None or in_use:
+        # a conftest's parsl_config fixture that gives no Config for this test (or one a
+        # running DFK holds) leaves the choice to the plugin: the make-config hook,
+        # --parslflow-config, the built-in config
+        parsl_config = request.getfixturevalue("_parslflow_config")
     if run.shared is not None:
         from pytest_parslflow.shared import shared_runs
 
@@ -102,17 +139,44 @@ def parsl_dfk(request: pytest.FixtureRequest, parsl_config: Config) -> Iterator[
             yield dfk
         finally:
             registry.release(run, run.shared)
+            run.restore_set_aside()
         return
     if run.made is not parsl_config:  # a conftest's own parsl_config fixture
         run.builtin, run.fresh_config = False, None
     problem = load_problem(run, parsl_config, run.builtin)
     if problem:
         pytest.fail(f"{request.node.nodeid}: {problem}", pytrace=False)
-    dfk = run.load(parsl_config)
     try:
-        yield dfk
-    finally:
-        run.close()
+        dfk = run.load(parsl_config)
+    except FileNotFoundError as exc:
+        why = missing_command(exc)
+        if not why:
+            raise
+        message = f"{request.node.nodeid}: {why}"
+    else:
+        try:
+            yield dfk
+        finally:
+            run.close()
+        return
+    pytest.fail(message, pytrace=False)
+
+
+def missing_command(exc: FileNotFoundError) -> str:
+    """One line on an executor that cannot start because a command of Parsl's is not on
+    PATH (a venv that is not activated), or ``""`` for any other missing file."""
+    import os
+    import sys
+
+    command = os.path.basename(str(exc.filename or ""))
+    if not command.endswith(".py") or os.path.isabs(str(exc.filename)):
+        return ""
+    return (
+        f"the executor cannot start: {command!r} is not on PATH ({exc}); the session's "
+        f"venv ({sys.prefix}) is probably not activated, so its bin/ is not on PATH. "
+        f"Activate it, or give the executor the full path, e.g. "
+        f"interchange_launch_cmd=[sys.executable, <parsl/executors/high_throughput/{command}>]"
+    )
 
 
 @pytest.fixture
@@ -157,10 +221,3 @@ def parsl_monitoring(request: pytest.FixtureRequest, parsl_dfk: DataFlowKernel) 
             pytrace=False,
         )
     return ParslMonitoring(run)
-
-
-@pytest.fixture(autouse=True)
-def _parsl_marked(request: pytest.FixtureRequest) -> None:
-    """A test marked ``parsl`` gets its DFK without asking for a fixture."""
-    if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("parsl_dfk")

@@ -11,7 +11,6 @@ import os
 import queue
 import re
 import shutil
-import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_parslflow.options import options_of
+from pytest_parslflow.ownership import loaded_dfk
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
     MARKER,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from pytest_parslflow.leaks import Guard
     from pytest_parslflow.origins import Owner
+    from pytest_parslflow.report.observed import ObservedWindow
     from pytest_parslflow.shared import SharedRun, SharedRuns
     from pytest_parslflow.tasks import ParslTask, TaskWindow
 
@@ -57,6 +58,9 @@ class ParslTestRun:
     shared: SharedRun | None = None
     #: the test's node id (the monitoring database's workflow name)
     name: str = ""
+    #: the DFK that was loaded when the test loaded its own (a suite's, started by a
+    #: broader owner): set aside, never cleaned up, and the loaded one again after the test
+    set_aside: DataFlowKernel | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -73,6 +77,7 @@ class ParslTestRun:
         if config.monitoring is not None and config.monitoring.workflow_name is None:
             # else Parsl names the workflow after the first non-Parsl file on the stack
             config.monitoring.workflow_name = self.name or None
+        self.set_aside_loaded()
         dfk = load_dfk(config)
         self.dfks.append(dfk)
         self.windows.append(TaskWindow(TaskRecorder(dfk, run=len(self.dfks) - 1)))
@@ -92,12 +97,36 @@ class ParslTestRun:
     def tasks(self) -> list[ParslTask]:
         return [task for window in self.windows for task in window.snapshot()]
 
+    def set_aside_loaded(self) -> None:
+        """Make room for the test's own DFK: a DFK loaded by someone else (a suite's
+        session fixture, ``setup_module``) stops being the loaded one, untouched."""
+        other = loaded_dfk()
+        if other is None or other in self.dfks:
+            return
+        from parsl.dataflow.dflow import DataFlowKernelLoader
+
+        if self.set_aside is None:
+            self.set_aside = other
+        DataFlowKernelLoader.clear()
+
+    def restore_set_aside(self) -> None:
+        """The DFK set aside for the test is the loaded one again (if nothing is loaded
+        and its owner has not cleaned it up meanwhile)."""
+        other = self.set_aside
+        if other is None or other.cleanup_called or loaded_dfk() is not None:
+            return
+        from parsl.dataflow.dflow import DataFlowKernelLoader
+
+        DataFlowKernelLoader._dfk = other
+
     def close(self) -> None:
-        """Clean up every DFK this run loaded; the first error is raised after all are done.
-        A shared DFK outlives the test."""
+        """Clean up every DFK this run loaded (a shared DFK outlives the test), and load
+        again what was set aside for it; the first error is raised after all are done."""
         if self.shared is not None:
+            self.restore_set_aside()
             return
         errors = [error for dfk in self.dfks if (error := cleanup_dfk(dfk)) is not None]
+        self.restore_set_aside()
         if errors:
             raise errors[0]
 
@@ -117,6 +146,10 @@ def shared_run_bases(config: pytest.Config) -> list[Path]:
     return runs.alive_bases() if runs is not None else []
 
 
+#: whether the test opted in (and so is managed), set at its setup
+MANAGED = pytest.StashKey[bool]()
+#: for a test that did not opt in, where the loaded DFK stood when it began
+OBSERVED: pytest.StashKey[ObservedWindow] = pytest.StashKey()
 #: the leak guard's note at the start of a test that opted in (its owner, threads)
 LEAK_GUARD: pytest.StashKey[Guard] = pytest.StashKey()
 #: the test's failure report, made at its first failing phase
@@ -223,15 +256,6 @@ def cleanup_dfk(dfk: DataFlowKernel) -> BaseException | None:
     return errors[0] if errors else None
 
 
-def loaded_dfk() -> DataFlowKernel | None:
-    """The currently loaded DFK, without importing Parsl where nothing imported it."""
-    dflow = sys.modules.get("parsl.dataflow.dflow")
-    if dflow is None:
-        return None
-    dfk: DataFlowKernel | None = dflow.DataFlowKernelLoader._dfk
-    return dfk
-
-
 def keep_run_dir(keep: str, failed: bool) -> bool:
     return keep == "all" or (keep == "failed" and failed)
 
@@ -275,11 +299,11 @@ REMOVER = pytest.StashKey[RunDirRemover]()
 #: the validated settings of a Parsl test, in ``item.stash``
 SETTINGS = pytest.StashKey[ParslSettings]()
 
-#: asking for any of these makes a test a Parsl test (parsl_run_dir alone does not load)
+#: asking for any of these opts a test in (parsl_run_dir alone does not load). Not
+#: ``parsl_config``: many suites define a fixture of that name for their own use.
 PARSL_FIXTURES = frozenset(
     {
         "parsl_dfk",
-        "parsl_config",
         "parsl_run_dir",
         "parsl_tasks",
         "parsl_restart",
@@ -289,8 +313,10 @@ PARSL_FIXTURES = frozenset(
 )
 
 
-def uses_parsl(item: pytest.Item) -> bool:
-    """Whether the test is marked ``parsl`` or asks for one of the plugin's Parsl fixtures."""
+def opted_in(item: pytest.Item) -> bool:
+    """Whether the test opted in, and so is managed: marked ``parsl`` (on it, its class
+    or its module) or asking for one of the plugin's own fixtures. Every other test is
+    only observed."""
     if item.get_closest_marker(MARKER) is not None:
         return True
     return not PARSL_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
@@ -347,13 +373,6 @@ def load_problem(run: ParslTestRun, config: Config, builtin: bool) -> str:
         apply_settings(config, run.settings, run.run_dir, builtin)
     except (ConfigFileError, MonitoringUnavailable) as exc:
         return str(exc)
-    other = loaded_dfk()
-    if other is not None:
-        return (
-            f"another DataFlowKernel is already loaded (run dir {other.run_dir}), so this test "
-            f"cannot load its own; a fixture of wider scope or a conftest called parsl.load(): "
-            f"use the parsl marker instead, or call parsl.dfk().cleanup() there"
-        )
     return ""
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_parslflow import hookspecs
 from pytest_parslflow.fixtures import (
-    _parsl_marked,
+    _parslflow_config,
     parsl_config,
     parsl_dfk,
     parsl_faults,
@@ -24,6 +24,7 @@ from pytest_parslflow.fixtures import (
 )
 from pytest_parslflow.lifecycle import (
     LEAK_GUARD,
+    MANAGED,
     PARSL_FIXTURES,
     PHASE_FAILED,
     REMOVER,
@@ -33,12 +34,22 @@ from pytest_parslflow.lifecycle import (
     cleanup_dfk,
     item_settings,
     keep_run_dir,
-    loaded_dfk,
+    opted_in,
     quiet_parsl_in_captured_logs,
     shared_run_bases,
-    uses_parsl,
 )
+from pytest_parslflow.observer import observer, start_observing
 from pytest_parslflow.options import OPTIONS, add_options, options_of, read_options
+from pytest_parslflow.ownership import (
+    DFLOW,
+    LOADED_AT_SETUP,
+    SUMMARY,
+    Owner,
+    loaded_dfk,
+    note,
+    started_by,
+    warn,
+)
 from pytest_parslflow.report.summary import SessionSummary
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
@@ -48,8 +59,11 @@ from pytest_parslflow.settings import (
     marked_executors,
 )
 
+#: the name of the managed tests' hooks in the plugin manager
+MANAGED_TESTS = "parslflow-managed"
+
 __all__ = [
-    "_parsl_marked",
+    "_parslflow_config",
     "parsl_config",
     "parsl_dfk",
     "parsl_faults",
@@ -71,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
-    config.pluginmanager.register(SessionSummary(), "parslflow-summary")
+    config.pluginmanager.register(SessionSummary(), SUMMARY)
 
 
 @pytest.hookimpl(trylast=True)
@@ -116,9 +130,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The marker's ``timeout`` is enforced by pytest-timeout."""
+    """Which tests opted in, once; the marker's ``timeout`` is enforced by pytest-timeout."""
     for item in items:
-        if item.get_closest_marker(MARKER) is None:
+        managed = item.stash[MANAGED] = opted_in(item)
+        if not managed or item.get_closest_marker(MARKER) is None:
             continue
         try:
             timeout = item_settings(item).timeout
@@ -128,16 +143,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(timeout))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    managed = any(item.stash.get(MANAGED, False) for item in session.items)
+    if managed:
+        session.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
+    if managed or DFLOW in sys.modules:
+        start_observing(session.config)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Every marker argument is checked before the test runs: an error for this test alone."""
+    """Every marker argument is checked before the test runs: an error for this test alone.
+    A test that did not opt in is not looked at until Parsl is imported, and then only
+    observed (``observer``)."""
+    managed = item.stash.get(MANAGED, None)
+    if managed is None:  # an item that skipped collection's hooks
+        managed = item.stash[MANAGED] = opted_in(item)
+        if managed and not item.config.pluginmanager.has_plugin(MANAGED_TESTS):
+            item.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
+    if not managed:
+        if DFLOW in sys.modules and observer(item.config) is None:
+            start_observing(item.config).test_begins(item)
+        return
     # A rerun (pytest-rerunfailures) runs the same item again: a new attempt, a new run.
     if TEST_RUN in item.stash:
         del item.stash[TEST_RUN]
     item.stash[PHASE_FAILED] = False
     item.stash[REPORT] = ""
-    if not uses_parsl(item):
-        return
+    item.stash[LOADED_AT_SETUP] = loaded_dfk()
     # --- leak guard (issue 12): what Parsl starts from here on is this test's ---
     from pytest_parslflow import origins
     from pytest_parslflow.interrupts import install_handlers
@@ -152,71 +185,128 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     except SettingsError as exc:
         message = str(exc)
     else:
+        if item.get_closest_marker(MARKER) is not None:
+            _request_dfk_first(item)
         return
     pytest.fail(message, pytrace=False)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """After every test, marked or not: no DataFlowKernel stays loaded, and what Parsl
-    left running is named and ended (``--parslflow-leaks``)."""
-    yield
-    if "parsl" not in sys.modules:
+def _request_dfk_first(item: pytest.Item) -> None:
+    """A marked test gets its DFK without asking: ``parsl_dfk`` joins the test's fixtures,
+    set up before its first function-scoped one (as a plugin's autouse fixture would be,
+    without an autouse fixture's cost to every other test)."""
+    names: list[str] = getattr(item, "fixturenames", [])
+    if "parsl_dfk" in names:
         return
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    position = len(names)
+    for index, name in enumerate(names):
+        defs = definitions.get(name)
+        if defs and defs[-1].scope == "function":
+            position = index
+            break
+    # a copy: parametrized items of one function share the list
+    item.fixturenames = [*names[:position], "parsl_dfk", *names[position:]]  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After the test's finalizers: if Parsl was first imported in the body of a test that
+    did not opt in, the observer starts, and what the test loaded is its own."""
+    if DFLOW not in sys.modules or observer(item.config) is not None:
+        return
+    start_observing(item.config)
+    dfk = loaded_dfk()
+    if dfk is not None and not item.stash.get(MANAGED, False):
+        note(dfk, Owner("function", item.nodeid, "the test body"))
+
+
+class ManagedTests:
+    """The hooks for tests that opted in; registered only when a collected test did, so
+    that a suite without them pays for no hook wrapper per test."""
+
+    @staticmethod
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+        """After a test that opted in: no DFK it started stays loaded, and what Parsl left
+        running is named and ended (``--parslflow-leaks``)."""
+        yield
+        if not item.stash.get(MANAGED, False):
+            return
+        mode = options_of(item.config).leaks
+        message = _managed_leaks(item, mode)
+        if not message:
+            return
+        if mode == "fail":
+            pytest.fail(message, pytrace=False)
+        warn(item, message)
+
+    @staticmethod
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """The failure report of a test that opted in; after teardown, ``--parslflow-keep``
+        and the figures for the session summary."""
+        report = yield
+        if item.stash.get(MANAGED, False):
+            _report_managed(item, call, report)
+        return report
+
+
+def _managed_leaks(item: pytest.Item, mode: str) -> str:
+    """What a test that opted in left behind, cleaned up and ended; the leak message."""
     leaks: list[str] = []
     leaked = loaded_dfk()
-    if leaked is not None:
+    run = item.stash.get(TEST_RUN, None)
+    if leaked is not None and started_by(item, leaked):
         error = cleanup_dfk(leaked)
         leaks.append(
             f"a loaded DataFlowKernel (run dir {leaked.run_dir}), now cleaned up"
             + (f" (its cleanup raised {error!r})" if error else "")
         )
-    mode = options_of(item.config).leaks
-    # --- leak guard (issue 12): a test that opted in; its processes are ended always ---
+        if run is not None:
+            run.restore_set_aside()
+    # --- leak guard (issue 12): the test's processes are ended whatever the mode ---
     guard = item.stash.get(LEAK_GUARD, None)
-    hint = (
-        "Use the parsl marker, or clean up in the test (parsl.dfk().cleanup(), wait for its tasks)"
-    )
     if guard is not None:
         from pytest_parslflow.leaks import check
 
         del item.stash[LEAK_GUARD]
         findings = check(guard, with_threads=not shared_run_bases(item.config))
         leaks += findings.leaks
-        for warning in findings.warnings:
-            item.warn(pytest.PytestWarning(f"{item.nodeid}: {warning}"))
-        hint = (
-            "A test's tasks should end with it: wait for their futures, or give long apps "
-            "a walltime (a thread cannot be stopped; processes were ended)"
-        )
+        if mode != "off":
+            for warning in findings.warnings:
+                warn(item, f"{item.nodeid}: {warning}")
     # --- end leak guard ---
     if not leaks or mode == "off":
-        return
-    message = f"{item.nodeid} leaked Parsl resources: " + "; ".join(leaks) + ". " + hint
-    if mode == "fail":
-        pytest.fail(message, pytrace=False)
-    item.warn(pytest.PytestWarning(message))
+        return ""
+    return (
+        f"{item.nodeid} leaked Parsl resources: " + "; ".join(leaks) + ". A test's tasks "
+        "should end with it: wait for their futures, give long apps a walltime, clean up "
+        "what it loads itself (parsl.dfk().cleanup()); a thread cannot be stopped, "
+        "processes were ended"
+    )
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """The failure report of a Parsl test; after teardown, ``--parslflow-keep`` and the figures
-    for the session summary."""
-    report = yield
+def _report_managed(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> None:
     failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
     if failed:
         item.stash[PHASE_FAILED] = True
     run = item.stash.get(TEST_RUN, None)
     if run is None:
-        return report
+        return
     options = options_of(item.config)
     from pytest_parslflow.report.failure import SECTION, failure_report, summary_data
 
     text = item.stash.get(REPORT, "")
     if report.failed and not text:
-        text = item.stash[REPORT] = failure_report(item, run, options.log_lines, options.keep)
+        text = failure_report(item, run, options.log_lines, options.keep)
+        if call.excinfo is not None and _loaded_twice(call.excinfo.value):
+            text = LOADED_TWICE + text
+        item.stash[REPORT] = text
         report.sections.append((SECTION, text))
     if failed and run.shared is not None:
         run.shared.failed = True  # its run directory is kept, per --parslflow-keep
@@ -233,4 +323,18 @@ def pytest_runtest_makereport(
         report.parslflow = summary_data(run, run.base if keep else None)  # type: ignore[attr-defined]
         # the test is over: its DFKs and task records need not live as long as the session
         del item.stash[TEST_RUN]
-    return report
+
+
+#: the note on a failure report where the test's own parsl.load() found the marker's DFK
+LOADED_TWICE = (
+    "note: the parsl marker loaded this test's DataFlowKernel before the test ran, so the "
+    "test's own parsl.load() found one loaded. Drop that parsl.load() and use the loaded "
+    "DFK (parsl.dfk(), the parsl_dfk fixture); to give the marker your Config, override the "
+    "parsl_config fixture in a conftest or implement pytest_parslflow_make_config; or run "
+    "the test without the plugin (-p no:parslflow)\n"
+)
+
+
+def _loaded_twice(exc: BaseException) -> bool:
+    """Whether ``exc`` is Parsl refusing a second ``parsl.load()``."""
+    return type(exc).__name__ == "ConfigurationError" and "already been loaded" in str(exc)

@@ -27,6 +27,7 @@ from pytest_parslflow.lifecycle import (
     remove_run_base,
 )
 from pytest_parslflow.options import options_of
+from pytest_parslflow.ownership import Owner, note
 from pytest_parslflow.settings import ParslSettings
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class SharedRuns:
                 )
                 cleanup_dfk(shared.dfk)
                 shared.dfk = None
+        run.set_aside_loaded()
         if shared.dfk is None:
             config, builtin = make_config()
             problem = load_problem(run, config, builtin)
@@ -147,6 +149,7 @@ class SharedRuns:
 
             owner = shared_owner(shared, f"the {shared.scope}-scoped DataFlowKernel")
             shared.dfk = load_dfk(config, owner)
+            note(shared.dfk, Owner(shared.scope, shared.module or "", "the parsl marker"))
             shared.dfks.append(shared.dfk)
             shared.recorder = TaskRecorder(shared.dfk, run=shared.loads)
             shared.loads += 1

@@ -44,8 +44,8 @@ import parsl
 from parsl.config import Config
 from parsl.executors import ThreadPoolExecutor
 
-def test_leaks(tmp_path):
-    parsl.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path)))
+def test_leaks(parsl_run_dir):  # opts in: the test is managed, its leaks checked
+    parsl.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(parsl_run_dir)))
 
 def test_next(tmp_path):
     with parsl.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path))):

@@ -67,15 +67,15 @@ def test_leak_guard_names_and_ends_what_a_test_left(
     pytester.makepyfile(
         SLOW_APP
         + """
-from parsl.dataflow.dflow import DataFlowKernel
+import parsl
 from pytest_parslflow.config import builtin_config
 from pytest_parslflow.settings import ParslSettings
 
-@pytest.mark.parsl
-def test_forgets_an_htex(tmp_path):
+def test_forgets_an_htex(parsl_run_dir):  # opts in: the test is managed
     config = builtin_config(ParslSettings(executor="htex"))
-    config.run_dir = str(tmp_path)
-    DataFlowKernel(config)  # a second DFK, never loaded, never cleaned up
+    config.run_dir = str(parsl_run_dir)
+    parsl.load(config)
+    parsl.clear()  # no longer the loaded DFK, and never cleaned up
 
 @pytest.mark.parsl
 def test_leaves_a_thread_app_running():
@@ -125,7 +125,7 @@ def test_leaves_a_thread_app_running():
     result = run_parslflow(f"--parslflow-leaks={mode}")
     if mode == "warn":
         result.assert_outcomes(passed=1, warnings=1)
-        result.stdout.fnmatch_lines(["*PytestWarning: *leaked Parsl resources: thread*"])
+        result.stdout.fnmatch_lines(["*Warning: *leaked Parsl resources: thread*"])
     else:
         result.assert_outcomes(passed=1)
         assert "leaked" not in result.stdout.str()
@@ -265,8 +265,8 @@ def test_thread_times_out_and_leaks_its_thread():
 def test_broken_block():
     work(0).result()
 
-def test_forgets_its_dfk(tmp_path):
-    parsl.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(tmp_path)))
+def test_forgets_its_dfk(parsl_run_dir):
+    parsl.load(Config(executors=[ThreadPoolExecutor()], run_dir=str(parsl_run_dir)))
 
 @pytest.mark.flaky(reruns=2)
 @pytest.mark.parsl

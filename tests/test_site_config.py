@@ -10,7 +10,6 @@ import pytest
 # A site config as a user writes one for a cluster, here on a LocalProvider. The HTEX
 # scripts are run by full path with this interpreter: the venv's bin/ need not be on PATH.
 SITE_HTEX = """
-import os
 import sys
 from pathlib import Path
 
@@ -37,10 +36,10 @@ def fresh_config():
                 max_workers_per_node=1,
                 launch_cmd=DEFAULT_LAUNCH_CMD.replace("process_worker_pool.py", pool, 1),
                 interchange_launch_cmd=[sys.executable, str(SCRIPTS / "interchange.py")],
+                # no PYTHONPATH for the workers: the plugin gives them the session's
                 provider=LocalProvider(
                     init_blocks=1,
                     max_blocks=1,
-                    worker_init="export PYTHONPATH=" + os.pathsep.join(p for p in sys.path if p),
                     launcher=SingleNodeLauncher(),
                 ),
             )
@@ -264,3 +263,68 @@ def test_runs(i, parsl_run_dir):
     run_parslflow("--parslflow-config", "site.py", "-n", "2").assert_outcomes(passed=4)
     assert len(set((pytester.path / "run_dirs.txt").read_text().splitlines())) == 4
     assert calls(pytester) == 4
+
+
+def test_site_workers_get_the_session_path_unless_the_site_sets_it(tmp_path) -> None:
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
+    from parsl.providers import LocalProvider
+
+    from pytest_parslflow.config import share_session_path
+
+    def htex(label: str, worker_init: str) -> HighThroughputExecutor:
+        return HighThroughputExecutor(label=label, provider=LocalProvider(worker_init=worker_init))
+
+    config = Config(
+        executors=[
+            htex("bare", ""),
+            htex("conda", "conda activate env"),
+            htex("own", "export PYTHONPATH=/site/lib"),
+            htex("opted_out", 'export PYTHONPATH="$PYTHONPATH"'),
+            ThreadPoolExecutor(label="threads"),
+        ]
+    )
+    share_session_path(config, tmp_path)
+    inits = {e.label: e.provider.worker_init for e in config.executors if e.label != "threads"}
+    assert inits["bare"].startswith("export PYTHONPATH=")
+    assert str(tmp_path) in inits["bare"] and '"${PYTHONPATH:+:$PYTHONPATH}"' in inits["bare"]
+    assert inits["conda"].endswith("\nconda activate env")
+    assert inits["conda"].splitlines()[0] == inits["bare"]
+    assert inits["own"] == "export PYTHONPATH=/site/lib"
+    assert inits["opted_out"] == 'export PYTHONPATH="$PYTHONPATH"'
+
+
+@pytest.mark.htex
+def test_a_site_executor_whose_scripts_are_not_on_path_says_why(
+    pytester: pytest.Pytester, run_parslflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsl's default HTEX runs ``interchange.py`` from PATH: with the venv not activated
+    its bin/ is not there, and Parsl's FileNotFoundError alone does not say so."""
+    pytester.makepyfile(
+        site="""
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.providers import LocalProvider
+
+def fresh_config():
+    return Config(executors=[HighThroughputExecutor(label="site", address="127.0.0.1",
+                                                    provider=LocalProvider(init_blocks=0))])
+""",
+        test_site="""
+import pytest
+
+@pytest.mark.parsl
+def test_needs_the_site():
+    pass
+""",
+    )
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    result = run_parslflow("--parslflow-config=site.py", "-p", "no:randomly")
+    assert result.parseoutcomes().get("errors", 0) >= 1, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*test_needs_the_site: the executor cannot start: 'interchange.py' is not on PATH "
+            "(*No such file or directory*); the session's venv (*) is probably not activated, "
+            "so its bin/ is not on PATH. Activate it, or give the executor the full path*"
+        ]
+    )

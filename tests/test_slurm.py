@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -175,4 +176,34 @@ def test_block_fails():
             "cannot load the site environment",
         ]
     )
+    assert wait_for_empty_queue() == ""
+
+
+def test_the_example_workflows_run_on_slurm_as_they_are(slurm: None) -> None:
+    """The whole examples/ folder through the site config, with no PYTHONPATH exported by
+    hand: the plugin gives the site's workers the session's sys.path, so apps defined in
+    the test modules and the example packages import on Slurm's workers."""
+    examples = SITE_CONFIG.parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "parslflow",
+            f"--parslflow-config={SITE_CONFIG}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(examples),
+        ],
+        cwd=examples.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout.splitlines()[-1]
     assert wait_for_empty_queue() == ""

@@ -12,8 +12,9 @@ loopback address; on a real cluster set ``address`` to an interface the compute 
 reach, and the partition, account and walltime to yours (or use the environment
 variables below). The worker command and the interchange run with this session's
 interpreter by full path, so the workers need neither the venv's ``bin/`` on PATH nor a
-shared installation beyond the session's own paths (exported to the workers as
-PYTHONPATH, so that apps defined in test modules and conftests can be imported there).
+shared installation beyond the session's own paths: the plugin gives the workers of a
+``--parslflow-config`` the session's ``sys.path`` as PYTHONPATH, so that apps defined
+in test modules and conftests can be imported there (nothing to export by hand).
 """
 
 from __future__ import annotations
@@ -39,12 +40,6 @@ def _quoted(text: str) -> str:
     return shlex.quote(text).replace("{", "{{").replace("}", "}}")
 
 
-def _worker_init() -> str:
-    """Workers import apps as the test session does: from its ``sys.path``."""
-    paths = os.pathsep.join(dict.fromkeys(p for p in sys.path if p))
-    return f"export PYTHONPATH={shlex.quote(paths)}"
-
-
 def fresh_config() -> Config:
     pool = f"{_quoted(sys.executable)} {_quoted(str(SCRIPTS / 'process_worker_pool.py'))}"
     return Config(
@@ -68,7 +63,6 @@ def fresh_config() -> Config:
                     walltime=os.environ.get("PARSLFLOW_SLURM_WALLTIME", "00:10:00"),
                     # share the node with other tests' blocks (pytest -n N)
                     exclusive=False,
-                    worker_init=_worker_init(),
                     launcher=SrunLauncher(),
                 ),
             )

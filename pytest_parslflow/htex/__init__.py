@@ -60,6 +60,13 @@ def _entry_script(name: str) -> str:
     return str(Path(htex_package.__file__).parent / name)
 
 
+def session_pythonpath(extra_paths: Sequence[Path] = ()) -> str:
+    """The session's import path as a ``PYTHONPATH`` value: its ``sys.path`` and
+    ``extra_paths`` (pytest's rootdir, for ``--import-mode=importlib``)."""
+    entries = [p for p in sys.path if p] + [os.fspath(p) for p in extra_paths]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
 def _worker_init(extra_paths: Sequence[Path], own_pool: bool = True) -> str:
     """Workers import apps from test modules, conftests and the project as the session does:
     from its ``sys.path`` and, for ``--import-mode=importlib`` (which leaves ``sys.path``
@@ -70,9 +77,7 @@ def _worker_init(extra_paths: Sequence[Path], own_pool: bool = True) -> str:
     (``coverage_support``)."""
     from pytest_parslflow.htex.coverage_support import worker_environment
 
-    entries = [p for p in sys.path if p] + [os.fspath(p) for p in extra_paths]
-    path = os.pathsep.join(dict.fromkeys(entries))
-    lines = [f"export PYTHONPATH={shlex.quote(path)}"]
+    lines = [f"export PYTHONPATH={shlex.quote(session_pythonpath(extra_paths))}"]
     for name, value in worker_environment(own_pool).items():
         lines.append(f"export {name}={shlex.quote(value)}")
     return "\n".join(lines)

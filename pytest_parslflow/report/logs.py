@@ -157,10 +157,12 @@ def _skipped(count: int) -> str:
     return f"[... {count} line{'s' if count != 1 else ''} ...]"
 
 
-def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL) -> Excerpt:
+def excerpt(
+    path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL, start: int = 0
+) -> Excerpt:
     """At most ``max_lines`` lines of ``path`` (``[... N lines ...]`` markers included):
     the lines that match ``wanted`` (a :func:`task_pattern`), WARNING/ERROR/CRITICAL lines
-    and the last ``tail`` lines.
+    and the last ``tail`` lines; of the file from byte ``start`` on, where given.
 
     The wanted lines come first: those telling of tries and failures, then routine ones,
     DEBUG ones only with room to spare. Warnings/errors and the tail always get a share.
@@ -175,6 +177,7 @@ def excerpt(path: Path, wanted: bytes | None, max_lines: int, tail: int = _TAIL)
     last: collections.deque[_Hit] = collections.deque(maxlen=tail)
     total = 0
     with path.open("rb") as handle:
+        handle.seek(start)
         while True:
             data = handle.read(_CHUNK)
             if not data:

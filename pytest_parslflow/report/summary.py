@@ -18,10 +18,14 @@ class SessionSummary:
         self.tests = 0
         self.figures: dict[str, int] = {"tasks": 0, "retried": 0, "memo": 0, "failed": 0}
         self.kept: list[str] = []
+        #: warnings that could not be issued as warnings (``-W error``)
+        self.notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
         figures: Any = getattr(report, "parslflow", None)
-        if report.when != "teardown" or not isinstance(figures, dict):
+        if not isinstance(figures, dict):
             return
         self.tests += 1
         for name in self.figures:
@@ -31,7 +35,7 @@ class SessionSummary:
             self.kept.append(str(kept))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.tests:
+        if not self.tests and not self.notes:
             return
         f = self.figures
         terminalreporter.write_sep("-", "parsl summary")
@@ -45,3 +49,5 @@ class SessionSummary:
                 terminalreporter.write_line(f"  {path}")
             if len(self.kept) > MAX_KEPT_SHOWN:
                 terminalreporter.write_line(f"  ... and {len(self.kept) - MAX_KEPT_SHOWN} more")
+        for note in self.notes:
+            terminalreporter.write_line(f"warning: {note}")
