@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -636,6 +636,23 @@ def check(guard: Guard, with_threads: bool = True) -> Findings:
         findings.warnings.append(said)
     owner.remove_tmpdir()
     return findings
+
+
+@contextlib.contextmanager
+def broader_setup() -> Iterator[None]:
+    """Around the setup of a fixture of broader scope than the running test: the Parsl
+    threads and sockets it starts are not the test's (its processes are told apart by
+    the fixture on the stack of their launch, see ``origins``)."""
+    owner = origins.registry().current
+    if owner is None:
+        yield
+        return
+    threads, descriptors = set(_parsl_threads()), _descriptors()
+    try:
+        yield
+    finally:
+        owner.excused_threads |= set(_parsl_threads()) - threads
+        owner.excused_descriptors |= _descriptors() - descriptors
 
 
 def guarded_load(load: Callable[[Any], Any], config: Any, owner: Owner | None) -> Any:

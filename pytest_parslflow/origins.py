@@ -308,6 +308,8 @@ def _origin(frame: FrameType | None) -> _Origin:
     local = True
     bash_app = None
     future = None
+    broader = False
+    unclaimed: list[Any] = []
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if decided is None and not module.startswith(_PLUMBING) and module != __name__:
@@ -316,7 +318,14 @@ def _origin(frame: FrameType | None) -> _Origin:
             local = False
         if owner is None:
             owner = _frame_owner(frame)
+            if owner is None and module.startswith("parsl."):
+                unclaimed.append(frame.f_locals.get("self"))
         name = frame.f_code.co_name
+        if name == "execute" and module == "_pytest.fixtures":
+            # set up by a fixture of a broader scope than the test (a suite's own
+            # session fixture calling parsl.load()): not the test's
+            scope = getattr(frame.f_locals.get("self"), "scope", "function")
+            broader = broader or scope != "function"
         if name == "remote_side_bash_executor" and module == "parsl.app.bash":
             func = frame.f_locals.get("func")
             command = frame.f_locals.get("executable")
@@ -324,7 +333,13 @@ def _origin(frame: FrameType | None) -> _Origin:
         elif name == "run" and module == "concurrent.futures.thread" and future is None:
             future = getattr(frame.f_locals.get("self"), "future", None)
         frame = frame.f_back
-    return _Origin(bool(decided) or owner is not None, owner, local, bash_app, future)
+    parsl = bool(decided) or owner is not None
+    if parsl and owner is None:
+        # Parsl that the plugin did not load: its executors and providers keep the owner
+        # of their first launch (the session's, where a broader fixture loaded it)
+        owner = _REGISTRY.unmanaged if broader else current_owner()
+        _REGISTRY.claim([obj for obj in unclaimed if obj is not None], owner)
+    return _Origin(parsl, owner, local, bash_app, future)
 
 
 def _describe_args(args: Any) -> str:

@@ -227,6 +227,21 @@ class ManagedTests:
 
     @staticmethod
     @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """Leak guard (issue 12): what a fixture of broader scope starts while a test that
+        opted in is set up (a suite's session fixture calling parsl.load()) is not the
+        test's to leak."""
+        if fixturedef.scope == "function" or "pytest_parslflow.leaks" not in sys.modules:
+            return (yield)
+        from pytest_parslflow.leaks import broader_setup
+
+        with broader_setup():
+            return (yield)
+
+    @staticmethod
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         """After a test that opted in: no DFK it started stays loaded, and what Parsl left
         running is named and ended (``--parslflow-leaks``)."""

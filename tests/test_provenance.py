@@ -475,3 +475,43 @@ def test_a_process_of_unknown_origin_is_named_and_left_alone(pytester: pytest.Py
         "(sleep 30) started during the test and still runs; it was not started by Parsl, so it was left alone"
         in text
     ), output
+
+
+SUITE_DFK = """
+import parsl
+import pytest
+from parsl import python_app
+from pytest_parslflow.config import builtin_config
+from pytest_parslflow.settings import ParslSettings
+
+@python_app
+def one():
+    return 1
+
+@pytest.fixture(scope="session")
+def suite_dfk(tmp_path_factory):
+    config = builtin_config(ParslSettings(executor="htex"))
+    config.run_dir = str(tmp_path_factory.mktemp("suite"))
+    dfk = parsl.load(config)
+    yield dfk
+    dfk.cleanup()
+
+@pytest.mark.parsl
+def test_marked_first(suite_dfk):
+    assert one().result() == 1
+
+def test_the_suite_dfk_still_serves(suite_dfk):
+    assert suite_dfk.executors["htex_local"].interchange_proc.poll() is None
+    assert one().result() == 1
+"""
+
+
+@pytest.mark.htex
+def test_what_a_broader_fixture_loads_during_a_marked_test_is_not_the_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE_DFK)
+    session = Session(pytester)
+    _code, output = session.run("-v")
+    assert _outcomes(output) == {"passed": 2}, output
+    assert _marked(session.mark) == []
