@@ -84,7 +84,6 @@ class Owner:
     token: str
     #: a test that opted in (its processes are ended at its end) or a broader owner
     managed: bool = True
-    started: float = field(default_factory=time.time)
     launches: dict[int, Launch] = field(default_factory=dict)
     #: every pid found to be this owner's (launched, forked below, or carrying the token)
     known: set[int] = field(default_factory=set)
@@ -262,11 +261,6 @@ def shared_owner(run: Any, name: str) -> Owner:
         owner = _REGISTRY.new_owner(name, managed=False)
         run._parslflow_owner = owner
     return owner
-
-
-def owner_of_pid(pid: int) -> Owner | None:
-    launch = _REGISTRY.launches.get(pid)
-    return launch.owner if launch is not None else None
 
 
 # --- the watch on process starts ------------------------------------------------------
