@@ -412,6 +412,24 @@ def _process_start(self: Any) -> None:
     _record(self.pid, origin, f"python (multiprocessing {self.name})", self)
 
 
+def launch_environment(env: Any = None) -> dict[Any, Any]:
+    """For a launcher that starts Parsl's processes other than through
+    ``subprocess.Popen`` (a fork server): the environment to give the new process
+    (``env``, or this process's), with the token of the owner whose Parsl code is on the
+    caller's stack and its ``TMPDIR``, so that the guard knows the process and what it
+    detaches."""
+    origin = _origin(sys._getframe(1))
+    return _environment(env, origin.owner or current_owner(), origin.local)
+
+
+def record_launch(pid: int, command: str, waiter: Any = None) -> None:
+    """For such a launcher: record ``pid`` as a process Parsl started, owned as
+    :func:`launch_environment` says (``waiter``: an object that will reap it)."""
+    origin = _origin(sys._getframe(1))
+    origin.parsl = True
+    _record(pid, origin, command, waiter)
+
+
 def install() -> None:
     """Start watching process starts (once; idempotent)."""
     global _ORIGINAL_EXECUTE_CHILD, _ORIGINAL_PROCESS_START

@@ -515,3 +515,32 @@ def test_what_a_broader_fixture_loads_during_a_marked_test_is_not_the_tests(
     _code, output = session.run("-v")
     assert _outcomes(output) == {"passed": 2}, output
     assert _marked(session.mark) == []
+
+
+NO_POPEN = """
+import os
+import pytest
+from pytest_parslflow.origins import launch_environment, record_launch
+
+@pytest.mark.parsl
+def test_a_launcher_without_popen():
+    # as a fork server would start Parsl's processes: not through subprocess.Popen
+    env = {k.encode(): v.encode() for k, v in launch_environment().items()}
+    recorded = os.posix_spawn("/bin/sleep", ["sleep", "37"], env)
+    record_launch(recorded, "sleep 37")
+    # and one that only carries the environment, detached from its starter
+    os.posix_spawn("/bin/sh", ["sh", "-c", "setsid sleep 38 >/dev/null 2>&1 &"], env)
+"""
+
+
+def test_a_launcher_other_than_popen_gives_the_environment_and_records(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_no_popen=NO_POPEN)
+    session = Session(pytester)
+    _code, output = session.run("-v")
+    assert _outcomes(output) == {"passed": 1, "errors": 1}, output
+    text = " ".join(output.split())
+    assert "(sleep 37): ended" in text, output
+    assert "(sleep 38): ended" in text, output
+    assert _marked(session.mark) == []
