@@ -66,18 +66,23 @@ class BlockLocalProvider(LocalProvider):
 
 
 def _note_task_commands(provider: BlockLocalProvider, groups: set[int]) -> None:
-    """Name, for the leak guard's report, the commands that tasks run in the blocks
-    about to be cancelled (a bash app's command that outlived its test): processes a
-    worker started, whose environment names the worker."""
+    """Name, for the leak guard's report, the commands that tasks still run in the
+    blocks about to be cancelled (a bash app's command that outlived its test):
+    processes a worker started, whose environment names the worker. They get the
+    guard's grace to end on their own first, as a task that just finished may still be
+    on its way out."""
     from pytest_parslflow import leaks, origins
 
     owner = origins.registry().claimed_owner(provider)
     if owner is None or not groups:
         return
-    for process in _group_members(groups):
-        note = leaks.task_command(process.pid)
-        if note:
-            owner.notes.append(f"{note}: ended with its block")
+    running = {p.pid: note for p in _group_members(groups) if (note := leaks.task_command(p.pid))}
+    deadline = time.monotonic() + leaks.GRACE
+    while running and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = {p.pid for p in _group_members(groups)}
+        running = {pid: note for pid, note in running.items() if pid in alive}
+    owner.notes += [f"{note}: ended with its block" for note in running.values()]
 
 
 def _candidates() -> list[psutil.Process]:
