@@ -48,6 +48,14 @@ section are counted and compared with the bound
     each excerpt <= --parslflow-log-lines + 1 heading line
 
 once with the default ``--parslflow-log-lines`` (40) and once with 10.
+
+Part 3, hostile logs (``--hostile-only`` runs just this part): the report of a failed
+bash app whose stdout is one 500 MB line without a newline and whose stderr is a progress
+bar of 200,000 carriage-return states, of a test whose ``parsl.log`` holds one 500 MB
+line, of one whose ``parsl.log`` holds 60 WARNING lines of 1 MB each, and of one whose
+``parsl.log`` is 100 MB of ERROR lines that all name the failed task: build time
+(best of 3), extra peak memory of one build (tracemalloc; target <= 50 MB) and the
+report's size in bytes (target <= the whole-report cap).
 """
 
 from __future__ import annotations
@@ -704,6 +712,115 @@ def bench_report_size(tmp: Path) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- hostile logs
+
+HOSTILE_LINE_BYTES = 500 * MB
+HOSTILE_WARNINGS = 60
+TARGET_HOSTILE_REPORT_BYTES = report.MAX_REPORT_BYTES
+
+
+def write_hostile(base: Path, which: str) -> ParslTask:
+    """A run directory for one hostile case, and the failed task whose report reads it:
+    ``line``, a bash app whose stdout is 500 MB without a newline and whose stderr is a
+    progress bar of carriage returns; ``logline``, a ``parsl.log`` with one 500 MB line
+    naming the failed task all along; ``matching``, 100 MB of ERROR lines that all name the
+    failed task; ``warnings``, a ``parsl.log`` of 60 WARNING lines
+    of 1 MB each around the failed task's own lines."""
+    dfk_dir = base / "runinfo" / "000"
+    dfk_dir.mkdir(parents=True, exist_ok=True)
+    stdout = stderr = None
+    with (dfk_dir / "parsl.log").open("w") as log:
+        log.write(_planted("start", EPOCH))
+        if which == "warnings":
+            for n in range(HOSTILE_WARNINGS):
+                where = "dataflow.dflow:1 noisy"
+                log.write(_parsl_prefix(EPOCH + n, "noisy", where, "WARNING") + "w" * MB + "\n")
+        if which == "matching":
+            line = _parsl_prefix(EPOCH + 2, "noisy", "dataflow.dflow:1 noisy", "ERROR")
+            block = (line + "Task 3 is still failing\n") * 20_000
+            for _ in range(100 * MB // len(block)):
+                log.write(block)
+        if which == "logline":
+            log.write(_parsl_prefix(EPOCH + 1, "noisy", "dataflow.dflow:1 noisy", "WARNING"))
+            chunk = "task 3 " + "y" * (4 * MB - 7)
+            for _ in range(HOSTILE_LINE_BYTES // len(chunk)):
+                log.write(chunk)
+            log.write("\n")
+        log.write(_planted("end", EPOCH + 100))
+    if which == "line":
+        stdout, stderr = base / "convert.out", base / "convert.err"
+        block = b"x" * (4 * MB)
+        with stdout.open("wb") as handle:
+            for _ in range(HOSTILE_LINE_BYTES // len(block)):
+                handle.write(block)
+        with stderr.open("wb") as handle:
+            handle.write(b"".join(b"progress %d%%\r" % i for i in range(200_000)))
+    return ParslTask(
+        id=FAILED_ID,
+        run=0,
+        app="convert",
+        state="failed",
+        tries=1,
+        exceptions=(RuntimeError("bash_app convert failed with unix exit code 3"),),
+        from_memo=False,
+        executor=LABEL,
+        executor_ids=FAILED_EXECUTOR_IDS,
+        depends_on=(),
+        root=None,
+        submitted=None,
+        returned=None,
+        try_launched=(),
+        stdout=str(stdout) if stdout else None,
+        stderr=str(stderr) if stderr else None,
+    )
+
+
+def build_report(run: ParslTestRun, tasks: list[ParslTask]) -> str:
+    """The report text as ``failure_report`` builds it (less the hooks, which need a test)."""
+    lines = report.task_summary(run, tasks, "kept")
+    lines += report.excerpts(run, tasks, DEFAULT_LOG_LINES, [])
+    return report.bounded(lines, report.MAX_REPORT_BYTES)
+
+
+def bench_hostile(tmp: Path) -> list[Row]:
+    rows = []
+    for which, title in (
+        ("line", "bash app: 500 MB line + CR progress bar"),
+        ("logline", "parsl.log: one 500 MB line"),
+        ("warnings", "parsl.log: 60 x 1 MB lines"),
+        ("matching", "parsl.log: 100 MB of ERROR lines naming the task"),
+    ):
+        base = tmp / f"hostile_{which}"
+        task = write_hostile(base, which)
+        run = ParslTestRun(settings=ParslSettings(), base=base)
+        run.dfks.append(cast(Any, SimpleNamespace(run_dir=str(base / "runinfo" / "000"))))
+        read_all([p for p in base.rglob("*") if p.is_file()])  # into the page cache
+        times = timed(lambda run=run, task=task: build_report(run, [task]), repeats=3)
+        tracemalloc.start()
+        text = build_report(run, [task])
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        size = len(text.encode())
+        rows += [
+            Row(f"{title}: report build, best of 3", f"{min(times):.3f} s"),
+            Row(
+                f"{title}: extra peak memory (tracemalloc)",
+                f"{peak / MB:.1f} MB",
+                f"<= {TARGET_EXTRA_MB:.0f} MB",
+                yes(peak / MB <= TARGET_EXTRA_MB),
+            ),
+            Row(
+                f"{title}: report size",
+                f"{size:,} bytes",
+                f"<= {TARGET_HOSTILE_REPORT_BYTES:,} bytes",
+                yes(size <= TARGET_HOSTILE_REPORT_BYTES),
+            ),
+        ]
+        for path in [p for p in base.rglob("*") if p.is_file()]:
+            path.unlink()  # half a gigabyte is not kept for the rest of the run
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -720,15 +837,17 @@ def print_table(rows: Sequence[Row]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--skip-pytest", action="store_true", help="part 1 only")
+    parser.add_argument("--skip-pytest", action="store_true", help="no pytest session (part 2)")
+    parser.add_argument("--hostile-only", action="store_true", help="part 3 only")
     args = parser.parse_args(argv)
     if args.rss_child:
         rss_child(args.rss_child)
         return
     with tempfile.TemporaryDirectory(prefix="bench_report_") as tmp:
-        rows = bench_excerpts(Path(tmp))
-        if not args.skip_pytest:
+        rows = [] if args.hostile_only else bench_excerpts(Path(tmp))
+        if not args.skip_pytest and not args.hostile_only:
             rows += bench_report_size(Path(tmp))
+        rows += bench_hostile(Path(tmp))
     print_table(rows)
 
 

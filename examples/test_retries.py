@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import parsl
 import pytest
 from parsl.data_provider.files import File
 from parsl.executors.high_throughput.errors import WorkerLost
@@ -89,6 +90,7 @@ def test_lost_worker_is_retried(
 
     assert "AGATCG" in panel
     (task,) = parsl_tasks
-    assert (task.state, task.tries, task.executor) == ("exec_done", 2, "htex_local")
+    assert (task.state, task.tries) == ("exec_done", 2)
+    assert task.executor in parsl.dfk().executors  # htex_local, or a site config's label
     assert isinstance(task.exceptions[0], WorkerLost)
     assert len(task.executor_ids) == 2  # one HTEX task per try

@@ -331,7 +331,10 @@ def item_settings(item: pytest.Item) -> ParslSettings:
     chosen = callspec.params.get(EXECUTOR_PARAM) if callspec is not None else None
     try:
         settings = build_settings(
-            item.iter_markers(MARKER), options_of(item.config).executors, chosen
+            item.iter_markers(MARKER),
+            options_of(item.config).executors,
+            chosen,
+            function_marks=getattr(getattr(item, "obj", None), "pytestmark", ()),
         )
     except SettingsError as exc:
         message = f"{item.nodeid}: {exc}"

@@ -4,7 +4,9 @@ run directory, and the ``parsl_monitoring`` fixture that reads it."""
 from __future__ import annotations
 
 import inspect
+import re
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,3 +117,85 @@ def monitoring_view(run: ParslTestRun, task_ids: list[tuple[int, int]]) -> list[
                 f"returned {row['task_time_returned']}"
             )
     return lines or ["(monitoring recorded none of the failed tasks)"]
+
+
+#: the logs of Parsl's monitoring processes in a DFK's run directory (text or JSON)
+MONITORING_LOGS = (
+    "database_manager.log",
+    "database_manager.jsonlog",
+    "monitoring_*.log",
+    "monitoring_*.jsonlog",
+)
+_LEVELS = re.compile(r"\b(ERROR|CRITICAL)\b")
+# a new record: Parsl's text format (epoch, then date), set_file_logger's (date first, as
+# the database manager writes) or its JSON format
+_RECORD = re.compile(r"^(\d+\.\d+ \d{4}-\d\d-\d\d |\d{4}-\d\d-\d\d |\{)")
+# set_file_logger's format: "2026-11-29 20:57:23.287 parsl.x:603 [ERROR] [thread 1] text"
+_FILE_LOGGER = re.compile(r"^\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d)\S* \S+ \[(\w+)\] \[[^\]]*\] (.*)$")
+
+
+def monitoring_errors(run: ParslTestRun, max_lines: int) -> list[tuple[str, list[str]]]:
+    """ERROR and CRITICAL lines (with the traceback lines after them) that Parsl's
+    monitoring processes (database manager, router, radios) logged, per file relative to
+    the run directory; at most ``max_lines`` lines a file. Parsl otherwise loses
+    monitoring data without a word where the test can see it.
+
+    Where no task is in flight the test's run is finished first (as for
+    :func:`monitoring_view`), so that the monitoring processes have handled every message.
+    """
+    from pytest_parslflow.report.jsonlog import readable
+    from pytest_parslflow.report.logs import relative
+
+    if not any(dfk.monitoring is not None for dfk in run.dfks):
+        return []
+    if run.shared is None and all(task.done for task in run.tasks()):
+        ParslMonitoring(run).finish()
+    found: list[tuple[str, list[str]]] = []
+    for dfk in run.dfks:
+        if dfk.monitoring is None:
+            continue
+        folder = Path(dfk.run_dir)
+        paths = sorted({p for pattern in MONITORING_LOGS for p in folder.glob(pattern)})
+        for path in paths:
+            chosen: list[str] = []
+            more = 0
+            in_error = False
+            try:
+                handle = path.open(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            with handle:
+                for raw in handle:
+                    line = raw.rstrip("\n")
+                    if _RECORD.match(line):
+                        text = readable(line)
+                        level = text.split()[1] if text else ""
+                        in_error = (
+                            level in ("ERROR", "CRITICAL")
+                            if text
+                            else bool(_LEVELS.search(line[:200]))
+                        )
+                    if not in_error:
+                        continue
+                    if len(chosen) < max_lines:
+                        chosen.append(_shown(line, readable))
+                    else:
+                        more += 1
+            if chosen:
+                if more:
+                    chosen.append(f"[... {more} more error lines ...]")
+                found.append((relative(path, [run.run_dir, folder]), chosen))
+    return found
+
+
+def _shown(line: str, readable: Callable[[str], str | None]) -> str:
+    from pytest_parslflow.report.logs import _decode
+
+    text = readable(line)
+    if text is not None:
+        return text
+    file_logger = _FILE_LOGGER.match(line)
+    if file_logger:
+        time, level, message = file_logger.groups()
+        return f"{time} {level:<7} {message}"
+    return _decode(line.encode())

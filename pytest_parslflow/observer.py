@@ -9,6 +9,7 @@ reports. What the plugin manages (tests that opted in) is in ``plugin.py``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 
 import pytest
@@ -61,7 +62,7 @@ class ParslObserver:
         try:
             return (yield)
         finally:
-            note_if_loaded(before, fixture_owner(fixturedef, request))
+            note_if_loaded(before, functools.partial(fixture_owner, fixturedef, request))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -88,7 +89,9 @@ class ParslObserver:
         try:
             return (yield)
         finally:
-            note_if_loaded(before, Owner("function", item.nodeid, "the test body"))
+            note_if_loaded(
+                before, functools.partial(Owner, "function", item.nodeid, "the test body")
+            )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(
@@ -139,7 +142,16 @@ class ParslObserver:
         """A failed test that did not opt in, while a DFK is loaded: the tasks it
         submitted, read from that run's logs; the DFK itself is not touched."""
         report = yield
-        if not report.failed or item.stash.get(MANAGED, False) or item.stash.get(REPORT, ""):
+        if item.stash.get(MANAGED, False):
+            return report
+        text = item.stash.get(REPORT, "")
+        if text and report.when == "teardown":
+            from pytest_parslflow.report.failure import SECTION
+
+            # JUnit XML writes captured output from the teardown report
+            if (SECTION, text) not in report.sections:
+                report.sections.append((SECTION, text))
+        if not report.failed or text:
             return report
         dfk = loaded_dfk()
         if dfk is None:

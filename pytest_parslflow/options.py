@@ -77,6 +77,22 @@ _OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
         "{fail,warn,off}",
         "fail",
     ),
+    (
+        "--parslflow-artifacts",
+        "parslflow_artifacts",
+        "also copy each kept run directory, with the test's failure report and picture, into "
+        "DIR (one folder per test, named after its node id) for CI to upload",
+        "DIR",
+        "",
+    ),
+    (
+        "--parslflow-github-annotations",
+        "parslflow_github_annotations",
+        "GitHub ::error annotations at the line where a failed Parsl task raised, when "
+        "GITHUB_ACTIONS=true: on, off (default: on)",
+        "{on,off}",
+        "on",
+    ),
 )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -93,13 +94,15 @@ def owner_of(dfk: DataFlowKernel) -> Owner | None:
     return _OWNERS.get(dfk)
 
 
-def note_if_loaded(before: DataFlowKernel | None, owner: Owner) -> DataFlowKernel | None:
-    """After code that may have called ``parsl.load()``: the DFK it loaded, noted as
-    ``owner``'s, or ``None`` where the loaded DFK did not change."""
+def note_if_loaded(
+    before: DataFlowKernel | None, owner: Callable[[], Owner]
+) -> DataFlowKernel | None:
+    """After code that may have called ``parsl.load()``: the DFK it loaded, noted as the
+    ``owner()``'s, or ``None`` where the loaded DFK did not change."""
     after = loaded_dfk()
     if after is None or after is before:
         return None
-    note(after, owner)
+    note(after, owner())
     return after
 
 

@@ -50,6 +50,7 @@ from pytest_parslflow.ownership import (
     started_by,
     warn,
 )
+from pytest_parslflow.report.ci import ParslCI, ParslCITests
 from pytest_parslflow.report.summary import SessionSummary
 from pytest_parslflow.settings import (
     EXECUTOR_PARAM,
@@ -59,8 +60,9 @@ from pytest_parslflow.settings import (
     marked_executors,
 )
 
-#: the name of the managed tests' hooks in the plugin manager
+#: the names of the managed tests' hooks and of the CI integrations in the plugin manager
 MANAGED_TESTS = "parslflow-managed"
+CI = "parslflow-ci"
 
 __all__ = [
     "_parslflow_config",
@@ -86,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
     config.pluginmanager.register(SessionSummary(), SUMMARY)
+    config.pluginmanager.register(ParslCI(config), CI)
 
 
 @pytest.hookimpl(trylast=True)
@@ -129,24 +132,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(EXECUTOR_PARAM, executors, ids=executors)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Which tests opted in, once; the marker's ``timeout`` is enforced by pytest-timeout."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Which tests opted in, once; the marker's ``timeout`` is enforced by pytest-timeout,
+    loaded or not (``timeouts``)."""
+    managed = []
     for item in items:
-        managed = item.stash[MANAGED] = opted_in(item)
-        if not managed or item.get_closest_marker(MARKER) is None:
-            continue
-        try:
-            timeout = item_settings(item).timeout
-        except SettingsError:
-            continue  # reported at the test's setup
-        if timeout is not None:
-            item.add_marker(pytest.mark.timeout(timeout))
+        if opted_in(item):
+            item.stash[MANAGED] = True
+            managed.append(item)
+        else:
+            item.stash[MANAGED] = False
+    if managed:
+        from pytest_parslflow.timeouts import apply_timeouts
+
+        apply_timeouts(config, managed)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     managed = any(item.stash.get(MANAGED, False) for item in session.items)
     if managed:
-        session.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
+        register_managed_tests(session.config)
     if managed or DFLOW in sys.modules:
         start_observing(session.config)
 
@@ -159,8 +164,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     managed = item.stash.get(MANAGED, None)
     if managed is None:  # an item that skipped collection's hooks
         managed = item.stash[MANAGED] = opted_in(item)
-        if managed and not item.config.pluginmanager.has_plugin(MANAGED_TESTS):
-            item.config.pluginmanager.register(ManagedTests(), MANAGED_TESTS)
+        if managed:
+            register_managed_tests(item.config)
     if not managed:
         if DFLOW in sys.modules and observer(item.config) is None:
             start_observing(item.config).test_begins(item)
@@ -219,6 +224,17 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     dfk = loaded_dfk()
     if dfk is not None and not item.stash.get(MANAGED, False):
         note(dfk, Owner("function", item.nodeid, "the test body"))
+
+
+def register_managed_tests(config: pytest.Config) -> None:
+    """The hooks of tests that opt in (the plugin's and its CI integrations'), once."""
+    manager = config.pluginmanager
+    if manager.has_plugin(MANAGED_TESTS):
+        return
+    manager.register(ManagedTests(), MANAGED_TESTS)
+    ci = manager.get_plugin(CI)
+    if ci is not None:
+        manager.register(ParslCITests(ci), f"{CI}-tests")
 
 
 class ManagedTests:

@@ -6,6 +6,7 @@ immutable :class:`ParslSettings` value.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,15 @@ LEAK_CHOICES = ("fail", "warn", "off")
 
 #: The hidden argument name the executor matrix parametrizes.
 EXECUTOR_PARAM = "_parsl_executor"
+
+#: The most workers a test may ask for: each HTEX worker is a process of its own.
+MAX_WORKERS = 256
+#: The most retries a task may get: every failed try's exception is kept for the report.
+MAX_RETRIES = 1000
+#: The marker's timeout range in seconds: below the minimum pytest-timeout's timer fires
+#: inside pytest's own code, above the maximum (a week) the platform's timer overflows.
+MIN_TIMEOUT = 0.1
+MAX_TIMEOUT = 7 * 24 * 3600.0
 
 _PERIOD = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
 
@@ -89,10 +99,14 @@ def parse_executors(value: object) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _int(minimum: int) -> Callable[[object], int]:
+def _int(minimum: int, maximum: int) -> Callable[[object], int]:
     def check(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"an int from {minimum} to {maximum}")
+        if value < minimum:
             raise SettingsError(f"an int >= {minimum}")
+        if value > maximum:
+            raise SettingsError(f"an int from {minimum} to {maximum} (the plugin's limit)")
         return value
 
     return check
@@ -127,8 +141,15 @@ def _checkpoint_period(value: object) -> str | None:
 def _timeout(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    allowed = f"None or a finite number of seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g} (a week)"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(allowed)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingsError(allowed)
+    if value <= 0:
         raise SettingsError("None or a number of seconds > 0")
+    if not MIN_TIMEOUT <= value <= MAX_TIMEOUT:
+        raise SettingsError(allowed)
     return float(value)
 
 
@@ -140,8 +161,8 @@ def _scope(value: object) -> str:
 
 _VALIDATORS: dict[str, Callable[[object], Any]] = {
     "executor": parse_executors,
-    "workers": _int(1),
-    "retries": _int(0),
+    "workers": _int(1, MAX_WORKERS),
+    "retries": _int(0, MAX_RETRIES),
     "retry_handler": _retry_handler,
     "checkpoint": _checkpoint,
     "checkpoint_period": _checkpoint_period,
@@ -205,12 +226,33 @@ def marked_executors(marks: Iterable[pytest.Mark], default: Sequence[str]) -> tu
         return tuple(default[:1])
 
 
+def check_function_marks(function_marks: Sequence[pytest.Mark]) -> None:
+    """Two ``parsl`` marks on one function are an error naming both: which of them should
+    win is not obvious from the code (a module's or class's mark beneath it is fine)."""
+    own = [m for m in function_marks if isinstance(m, pytest.Mark) and m.name == MARKER]
+    if len(own) > 1:
+        shown = " and ".join(
+            "@pytest.mark.parsl("
+            + ", ".join(f"{name}={_describe(value)}" for name, value in mark.kwargs.items())
+            + ")"
+            for mark in own
+        )
+        raise SettingsError(
+            f"the function has {len(own)} parsl marks, {shown}; merge them into one "
+            f"@pytest.mark.parsl(...)"
+        )
+
+
 def build_settings(
     marks: Iterable[pytest.Mark],
     default_executors: Sequence[str],
     chosen_executor: str | None,
+    function_marks: Sequence[pytest.Mark] = (),
 ) -> ParslSettings:
-    """Merge and validate ``marks`` into settings; raises :class:`SettingsError`."""
+    """Merge and validate ``marks`` into settings; raises :class:`SettingsError`.
+    ``function_marks`` are the marks on the test function itself (see
+    :func:`check_function_marks`)."""
+    check_function_marks(function_marks)
     merged = merge_marks(marks)
     explicit = frozenset(merged)
     executors: tuple[str, ...] = merged.pop("executor", tuple(default_executors))

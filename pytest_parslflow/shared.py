@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,12 @@ class SharedRun:
     loads: int = 0
     failed: bool = False
     dfks: list[DataFlowKernel] = field(default_factory=list)
+    #: the tasks the last test left running when it ended (a timeout), as text, with
+    #: their futures: the next test gets a fresh DFK while any of them still runs
+    held: str = ""
+    held_futures: list[Future[Any]] = field(default_factory=list)
+    #: why the DFK was replaced, for the reports of the tests after it
+    replaced: list[str] = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path:
@@ -62,14 +69,21 @@ HEALTH_TIMEOUT = 5.0
 def health_problem(dfk: DataFlowKernel) -> str:
     """Why a shared DFK cannot serve another test (a dead interchange, an executor in a
     bad state, a pool that lost its managers), or ``""``."""
+    if dfk.cleanup_called:
+        return "it was cleaned up, by a test or a fixture calling its cleanup()"
     executor: Any
     for executor in dfk.executors.values():
         label = executor.label
-        if getattr(executor, "bad_state_is_set", False):
-            return f"executor {label} is in a bad state: {executor.executor_exception}"
+        pool = getattr(executor, "executor", None)  # a ThreadPoolExecutor's own pool
+        if getattr(pool, "_shutdown", False):
+            return f"executor {label} was shut down"
+        # a dead interchange first: the watchdog soon puts the executor in a bad state
+        # for it, and the plainer reason is the better one
         interchange = getattr(executor, "interchange_proc", None)
         if interchange is not None and interchange.poll() is not None:
             return f"the interchange of executor {label} exited with code {interchange.returncode}"
+        if getattr(executor, "bad_state_is_set", False):
+            return f"executor {label} is in a bad state: {executor.executor_exception}"
         if interchange is not None:
             try:
                 managers = executor.command_client.run("MANAGERS", timeout_s=HEALTH_TIMEOUT)
@@ -89,7 +103,50 @@ def _blocks_pending(executor: Any) -> bool:
     return any(not status.terminal for status in statuses.values())
 
 
-_SharedKey = tuple[str, str, ParslSettings]
+class _ByIdentity:
+    """A setting that cannot be hashed, in a shared DFK's key: equal only to itself."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.value is self.value
+
+
+_SharedKey = tuple[str, str, Hashable]
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _settings_key(settings: ParslSettings) -> tuple[Hashable, list[str]]:
+    """What tests must have in common to share a DFK (all settings but the timeout, the
+    test's own), and the names of the settings that, unhashable, are compared by identity."""
+    shape = dataclasses.replace(settings, timeout=None)
+    try:
+        hash(shape)
+    except TypeError:
+        pass
+    else:
+        return shape, []
+    key: list[Hashable] = []
+    by_identity: list[str] = []
+    for setting in dataclasses.fields(shape):
+        if not setting.compare:
+            continue
+        value = getattr(shape, setting.name)
+        try:
+            hash(value)
+        except TypeError:
+            by_identity.append(setting.name)
+            value = _ByIdentity(value)
+        key.append((setting.name, value))
+    return tuple(key), by_identity
 
 
 class SharedRuns:
@@ -102,10 +159,20 @@ class SharedRuns:
     def run_for(self, item: pytest.Item, settings: ParslSettings) -> SharedRun:
         """The shared run this test belongs to (made on first use)."""
         module = item.nodeid.split("::")[0] if settings.scope == "module" else None
-        # the timeout is the test's own; everything else shapes the DFK
-        key = (settings.scope, module or "", dataclasses.replace(settings, timeout=None))
+        shape, by_identity = _settings_key(settings)
+        key = (settings.scope, module or "", shape)
         shared = self._runs.get(key)
         if shared is None:
+            if by_identity:
+                values = ", ".join(f"{n}={_short(getattr(settings, n))}" for n in by_identity)
+                warnings.warn(
+                    pytest.PytestWarning(
+                        f"pytest-parslflow: {values} of {item.nodeid} cannot be hashed, so "
+                        f"tests share its {settings.scope}-scoped DataFlowKernel only when "
+                        f"given the very same object"
+                    ),
+                    stacklevel=1,
+                )
             name = f"parsl_{settings.scope}_" + (Path(module).stem if module else "session")
             factory = self._config._tmp_path_factory  # type: ignore[attr-defined]
             base = factory.mktemp(re.sub(r"[\W]", "_", name)[:30], numbered=True)
@@ -127,15 +194,16 @@ class SharedRuns:
 
         if shared.dfk is not None:
             problem = health_problem(shared.dfk)
+            if not problem and any(not f.done() for f in shared.held_futures):
+                problem = f"{shared.held} still running"
+            shared.held, shared.held_futures = "", []
             if problem:
-                warnings.warn(
-                    pytest.PytestWarning(
-                        f"pytest-parslflow: the {shared.scope}-scoped DataFlowKernel "
-                        f"({shared.dfk.run_dir}) was broken ({problem}); it was replaced "
-                        f"for {item.nodeid}"
-                    ),
-                    stacklevel=1,
+                message = (
+                    f"the {shared.scope}-scoped DataFlowKernel ({shared.dfk.run_dir}) was "
+                    f"broken ({problem}); it was replaced for {item.nodeid}"
                 )
+                warnings.warn(pytest.PytestWarning(f"pytest-parslflow: {message}"), stacklevel=1)
+                shared.replaced.append(message)
                 cleanup_dfk(shared.dfk)
                 shared.dfk = None
         run.set_aside_loaded()
@@ -166,6 +234,23 @@ class SharedRuns:
 
         for window in run.windows:
             window.stop_id = window.recorder.dfk.task_count
+        # a test that timed out leaves its tasks holding the workers: named here, and the
+        # next test gets a fresh DFK while they run
+        in_flight = [
+            (task, window)
+            for window in run.windows
+            if window.recorder.dfk is shared.dfk
+            for task in window.snapshot()
+            if not task.done
+        ]
+        if in_flight:
+            shown = ", ".join(f"{task.id} ({task.app})" for task, _ in in_flight[:10])
+            more = f" and {len(in_flight) - 10} more" if len(in_flight) > 10 else ""
+            plural = "s" if len(in_flight) > 1 else ""
+            shared.held = f"{run.name} left task{plural} {shown}{more}"
+            shared.held_futures = [
+                f for window in {id(w): w for _, w in in_flight}.values() for f in window.futures()
+            ]
         if shared.dfk is not None and DataFlowKernelLoader._dfk is shared.dfk:
             DataFlowKernelLoader.clear()
 

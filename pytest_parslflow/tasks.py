@@ -137,6 +137,8 @@ class TaskRecorder:
         self.run = run
         self._lock = threading.Lock()
         self._tasks: dict[int, _Tracking] = {}
+        #: each task's record as of its last change (dropped when it changes)
+        self._records: dict[int, ParslTask] = {}
         self._wrap()
 
     def _wrap(self) -> None:
@@ -174,6 +176,7 @@ class TaskRecorder:
 
     def _state(self, task_record: Any, state: str) -> None:
         with self._lock:
+            self._records.pop(task_record["id"], None)
             tracking = self._tasks.get(task_record["id"])
             if tracking is None:
                 tracking = _Tracking(
@@ -198,6 +201,7 @@ class TaskRecorder:
 
     def _launched(self, task_record: Any, future: Future[Any]) -> None:
         with self._lock:
+            self._records.pop(task_record["id"], None)
             tracking = self._tasks.get(task_record["id"])
             if tracking is None:
                 return
@@ -227,6 +231,7 @@ class TaskRecorder:
             return
         frames = user_frames(exc)
         with self._lock:
+            self._records.pop(task_record["id"], None)
             tracking = self._tasks.get(task_record["id"])
             if tracking is not None:
                 tracking.exceptions.append(exc)
@@ -254,66 +259,79 @@ class TaskRecorder:
             and (record := getattr(future, "task_record", {})).get("dfk") is self.dfk
         )
         with self._lock:
+            self._records.pop(task_record["id"], None)
             tracking = self._tasks.get(task_record["id"])
             if tracking is not None and tracking.join_failures is None:
                 tracking.exceptions.append(exc)
                 tracking.frames.append(())
                 tracking.join_failures = failed
 
+    def _cause(self, task_id: int, seen: frozenset[int]) -> int | None:
+        """The task whose own failure failed ``task_id``: itself where it failed in its
+        body, else through the tasks it waited on or joined (under the lock)."""
+        task = self._tasks.get(task_id)
+        if task is None or task_id in seen:
+            return None
+        seen = seen | {task_id}
+        if task.state == "failed" and task.join_failures is None:
+            return task_id
+        if task.state == "dep_fail":
+            candidates: tuple[int, ...] = task.depends_on
+        else:
+            candidates = task.join_failures or ()
+        for candidate in candidates:
+            found = self._cause(candidate, seen)
+            if found is not None:
+                return found
+        # a failed join whose inner tasks are not this DFK's: the join itself
+        return task_id if task.state == "failed" else None
+
+    def _record(self, t: _Tracking) -> ParslTask:
+        """The immutable record of ``t`` (under the lock), made once per change of it: a
+        ``dep_fail`` or failed join names its root only once the tasks it waited on ended,
+        so a record stays right until its own task changes."""
+        record = self._records.get(t.id)
+        if record is not None:
+            return record
+        root = None
+        if t.state == "dep_fail" or t.join_failures is not None:
+            root = self._cause(t.id, frozenset())
+        record = self._records[t.id] = ParslTask(
+            id=t.id,
+            run=self.run,
+            app=t.app,
+            state=t.state,
+            tries=t.tries,
+            exceptions=tuple(t.exceptions),
+            from_memo=t.from_memo,
+            executor=t.executor,
+            executor_ids=tuple(t.executor_ids),
+            depends_on=t.depends_on,
+            root=root,
+            submitted=t.submitted,
+            returned=t.returned,
+            try_launched=tuple(t.try_launched),
+            stdout=t.stdout,
+            stderr=t.stderr,
+            frames=tuple(t.frames),
+        )
+        return record
+
+    def record(self, task_id: int) -> ParslTask | None:
+        """The record of one task, or ``None``; O(1) (a ``dep_fail`` walks to its root)."""
+        # a dict read is atomic: a record read just before its task changes is one read
+        # before the change
+        record = self._records.get(task_id)
+        if record is not None:
+            return record
+        with self._lock:
+            tracking = self._tasks.get(task_id)
+            return None if tracking is None else self._record(tracking)
+
     def snapshot(self) -> list[ParslTask]:
         """Every task so far, in submission order, as immutable records."""
         with self._lock:
-            tracked = sorted(self._tasks.values(), key=lambda t: t.id)
-            states = {t.id: t.state for t in tracked}
-            deps = {t.id: t.depends_on for t in tracked}
-            joins = {t.id: t.join_failures for t in tracked if t.join_failures is not None}
-
-            def cause(task_id: int, seen: frozenset[int]) -> int | None:
-                """The task whose own failure failed ``task_id``: itself where it failed
-                in its body, else through the tasks it waited on or joined."""
-                if task_id in seen:
-                    return None
-                seen = seen | {task_id}
-                if states.get(task_id) == "failed" and task_id not in joins:
-                    return task_id
-                if states.get(task_id) == "dep_fail":
-                    candidates: tuple[int, ...] = deps.get(task_id, ())
-                else:
-                    candidates = joins.get(task_id, ())
-                for candidate in candidates:
-                    found = cause(candidate, seen)
-                    if found is not None:
-                        return found
-                # a failed join whose inner tasks are not this DFK's: the join itself
-                return task_id if states.get(task_id) == "failed" else None
-
-            def root(task: _Tracking) -> int | None:
-                if task.state == "dep_fail" or task.join_failures is not None:
-                    return cause(task.id, frozenset())
-                return None
-
-            return [
-                ParslTask(
-                    id=t.id,
-                    run=self.run,
-                    app=t.app,
-                    state=t.state,
-                    tries=t.tries,
-                    exceptions=tuple(t.exceptions),
-                    from_memo=t.from_memo,
-                    executor=t.executor,
-                    executor_ids=tuple(t.executor_ids),
-                    depends_on=t.depends_on,
-                    root=root(t),
-                    submitted=t.submitted,
-                    returned=t.returned,
-                    try_launched=tuple(t.try_launched),
-                    stdout=t.stdout,
-                    stderr=t.stderr,
-                    frames=tuple(t.frames),
-                )
-                for t in tracked
-            ]
+            return [self._record(self._tasks[i]) for i in sorted(self._tasks)]
 
     def futures(self) -> list[tuple[int, Future[Any]]]:
         with self._lock:
@@ -334,6 +352,9 @@ class TaskWindow:
 
     def snapshot(self) -> list[ParslTask]:
         return [t for t in self.recorder.snapshot() if self._wanted(t.id)]
+
+    def get(self, task_id: int) -> ParslTask | None:
+        return self.recorder.record(task_id) if self._wanted(task_id) else None
 
     def futures(self) -> list[Future[Any]]:
         return [f for task_id, f in self.recorder.futures() if self._wanted(task_id)]
@@ -358,12 +379,34 @@ class ParslTasks:
     def __iter__(self) -> Iterator[ParslTask]:
         return iter(self._all())
 
-    def __getitem__(self, task_id: int) -> ParslTask:
-        if self._windows:
-            for task in self._windows[-1].snapshot():
-                if task.id == task_id:
-                    return task
-        raise KeyError(f"no task {task_id} in the current Parsl run of this test")
+    def __getitem__(self, key: int | Future[Any]) -> ParslTask:
+        """``parsl_tasks[3]``: task 3 of the current run; ``parsl_tasks[future]``: the task
+        of an app's future, of whichever run of this test submitted it. O(1) either way."""
+        if type(key) is int and self._windows:  # the common case first, and fast
+            window = self._windows[-1]
+            if key >= window.first_id and (window.stop_id is None or key < window.stop_id):
+                found = window.recorder.record(key)
+                if found is not None:
+                    return found
+        if isinstance(key, Future):
+            record = getattr(key, "task_record", None)
+            task_id = getattr(key, "tid", None)
+            if record is not None and task_id is not None:
+                for window in reversed(self._windows):
+                    if window.recorder.dfk is record.get("dfk"):
+                        found = window.get(task_id)
+                        if found is not None:
+                            return found
+            raise KeyError(f"{key!r} is not the future of a task this test submitted")
+        if isinstance(key, bool) or not isinstance(key, int):
+            raise TypeError(
+                f"parsl_tasks[...] takes a task id (int) or an app's future, "
+                f"not {type(key).__name__}"
+            )
+        found = self._windows[-1].get(key) if self._windows else None
+        if found is None:
+            raise KeyError(f"no task {key} in the current Parsl run of this test")
+        return found
 
     def __repr__(self) -> str:
         tasks = self._all()

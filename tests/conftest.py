@@ -26,6 +26,15 @@ def flaky(counter, fails):
 """
 
 
+@pytest.fixture(autouse=True)
+def _not_in_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sessions pytester runs see no GitHub Actions of this suite's own CI: no
+    annotations in their output, nothing appended to this job's summary. Tests of those
+    features set the variables themselves."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def run_parslflow(pytester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """Run pytest with the plugin in a subprocess, as ``pytest -p parslflow`` would."""

@@ -335,8 +335,12 @@ def test_fails(context):
     futures[1].result()
 """
     )
-    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "--junitxml=out.xml", "-o", "junit_logging=system-out"
+    )
     result.assert_outcomes(passed=1, failed=1)
+    junit = (pytester.path / "out.xml").read_text()
+    assert "2 tasks submitted during this test (ids 1-2): 1 exec_done, 1 failed" in junit
     result.stdout.fnmatch_lines(
         [
             "*- parsl: tasks -*",

@@ -11,7 +11,7 @@ BAD_MARKS = {
     ),
     "test_wrong_type": (
         "workers='2'",
-        "*test_wrong_type: parsl marker argument workers='2' is not allowed: an int >= 1",
+        "*test_wrong_type: parsl marker argument workers='2' is not allowed: an int from 1 to 256",
     ),
     "test_out_of_range": (
         "retries=-1",
@@ -48,6 +48,34 @@ BAD_MARKS = {
     "test_bad_timeout": (
         "timeout=-3",
         "*test_bad_timeout: parsl marker argument timeout=-3 is not allowed: None or a number of seconds > 0",
+    ),
+    "test_nan_timeout": (
+        "timeout=float('nan')",
+        "*test_nan_timeout: parsl marker argument timeout=nan is not allowed: None or a finite number of seconds from 0.1 to 604800 (a week)",
+    ),
+    "test_infinite_timeout": (
+        "timeout=float('inf')",
+        "*test_infinite_timeout: parsl marker argument timeout=inf is not allowed: None or a finite number of seconds from 0.1 to 604800*",
+    ),
+    "test_huge_float_timeout": (
+        "timeout=1e300",
+        "*test_huge_float_timeout: parsl marker argument timeout=1e+300 is not allowed: None or a finite number of seconds*",
+    ),
+    "test_huge_int_timeout": (
+        "timeout=10**30",
+        "*test_huge_int_timeout: parsl marker argument timeout=1000000000000000000000000000000 is not allowed: None or a finite*",
+    ),
+    "test_tiny_timeout": (
+        "timeout=1e-6",
+        "*test_tiny_timeout: parsl marker argument timeout=1e-06 is not allowed: None or a finite number of seconds from 0.1*",
+    ),
+    "test_too_many_workers": (
+        "workers=10000",
+        "*test_too_many_workers: parsl marker argument workers=10000 is not allowed: an int from 1 to 256 (the plugin's limit)",
+    ),
+    "test_too_many_retries": (
+        "retries=10**9",
+        "*test_too_many_retries: parsl marker argument retries=1000000000 is not allowed: an int from 0 to 1000 (the plugin's limit)",
     ),
     "test_bad_bool": ("monitoring='yes'", "*test_bad_monitoring*"),
     "test_bad_handler": (
@@ -91,6 +119,41 @@ def test_under_bad_module_mark():
         result.stdout.fnmatch_lines([line])
     # One line per error, without a traceback into the plugin.
     assert "pytest_parslflow" not in result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_two_parsl_marks_on_one_function_are_an_error_naming_both(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+pytestmark = pytest.mark.parsl(retries=1)
+
+@pytest.mark.parsl(retries=2)
+@pytest.mark.parsl(workers=3)
+def test_twice():
+    pass
+
+@pytest.mark.parsl(workers=3)
+def test_once_under_a_module_mark():
+    pass
+
+class TestMarked:
+    pytestmark = pytest.mark.parsl(workers=2)
+
+    @pytest.mark.parsl(retries=2)
+    def test_class_and_method(self):
+        pass
+"""
+    )
+    result = run_parslflow("-rE")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_twice: the function has 2 parsl marks, @pytest.mark.parsl(workers=3) and @pytest.mark.parsl(retries=2); merge them into one @pytest.mark.parsl(...)"
+        ]
+    )
 
 
 @pytest.mark.parametrize(

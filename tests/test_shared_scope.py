@@ -146,3 +146,131 @@ def test_stray_was_ended_and_the_helper_was_not():
     assert "test_shared_dfk_still_serves" not in "".join(
         line for line in result.stdout.lines if "leaked" in line
     )
+
+
+def test_a_cleaned_up_shared_thread_dfk_is_replaced_with_a_warning(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    pytester.makepyfile(
+        """
+import parsl
+import pytest
+from parsl import python_app
+
+@python_app
+def step(i):
+    return i
+
+pytestmark = pytest.mark.parsl(scope="module")
+
+def test_cleans_up_the_shared_dfk():
+    assert step(1).result() == 1
+    parsl.dfk().cleanup()
+
+@pytest.mark.parametrize("i", range(2))
+def test_later_tests_still_run(i):
+    assert step(i).result() == i
+"""
+    )
+    result = run_parslflow("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*pytest-parslflow: the module-scoped DataFlowKernel (*) was broken (it was cleaned up, by a test or a fixture calling its cleanup()); it was replaced for *test_later_tests_still_run[[]0[]]"
+        ]
+    )
+    assert "NoDataFlowKernelError" not in result.stdout.str()
+
+
+@BOTH_EXECUTORS
+def test_a_timed_out_test_does_not_hold_the_shared_workers_of_the_next(
+    pytester: pytest.Pytester, run_parslflow, executor: str
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+from parsl import python_app
+
+@python_app
+def slow():
+    import time
+    time.sleep(8)
+
+@python_app
+def step(i):
+    return i
+
+pytestmark = pytest.mark.parsl(scope="module", workers=1, timeout=4)
+
+def test_times_out():
+    slow().result()
+
+@pytest.mark.parametrize("i", range(2))
+def test_next_start_clean(i):
+    assert step(i).result() == i
+
+def test_later_failure_names_what_held_the_workers():
+    assert step(-1).result() == 0
+"""
+    )
+    result = run_parslflow("-p", "no:randomly", f"--parslflow-executor={executor}")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*the module-scoped DataFlowKernel (*) was broken (*::test_times_out left task 0 (slow) still running); it was replaced for *test_next_start_clean[[]0[]]",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_later_failure_names_what_held_the_workers _*",
+            "*- parsl: tasks -*",
+            "run dir: *",
+            "note: the module-scoped DataFlowKernel (*) was broken (*::test_times_out left task 0 (slow) still running); it was replaced for *test_next_start_clean[[]0[]]",
+        ]
+    )
+
+
+def test_unhashable_settings_share_by_identity_with_a_warning(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+from parsl import python_app
+
+@python_app
+def step(i):
+    return i
+
+class Handler:
+    __hash__ = None  # unhashable, as objects defining __eq__ alone are
+
+    def __eq__(self, other):
+        return isinstance(other, Handler)
+
+    def __call__(self, exception, task_record):
+        return 1.0
+
+HANDLER = Handler()
+DFKS = set()
+
+@pytest.mark.parsl(scope="module", retry_handler=HANDLER)
+@pytest.mark.parametrize("i", range(2))
+def test_same_object_shares(i, parsl_dfk):
+    DFKS.add(id(parsl_dfk))
+    assert step(i).result() == i
+
+@pytest.mark.parsl(scope="module", retry_handler=Handler())
+def test_other_object_gets_its_own(parsl_dfk):
+    DFKS.add(id(parsl_dfk))
+    assert len(DFKS) == 2
+"""
+    )
+    result = run_parslflow("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*pytest-parslflow: retry_handler=<*Handler object at * of *test_same_object_shares[[]0[]] cannot be hashed, so tests share its module-scoped DataFlowKernel only when given the very same object"
+        ]
+    )
+    assert "TypeError" not in result.stdout.str()

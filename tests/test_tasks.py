@@ -209,3 +209,49 @@ def test_restart(parsl_restart):
             "*ParslRestartError: test_restart_without_checkpoints_is_a_clear_error.py::test_restart: parsl_restart: this test's DFK has no checkpoint mode*checkpoint='task_exit'*"
         ]
     )
+
+
+def test_lookups_by_id_and_by_future_take_no_snapshot(
+    pytester: pytest.Pytester, run_parslflow
+) -> None:
+    """``parsl_tasks[future.tid]`` reads one record (it was a scan of every task, so a
+    loop of lookups was quadratic); ``parsl_tasks[future]`` finds the task of any run."""
+    pytester.makepyfile(
+        """
+import pytest
+import pytest_parslflow.tasks as tasks_module
+from parsl import python_app
+
+@python_app
+def ok(i):
+    return i
+
+@python_app
+def boom():
+    raise ValueError("boom")
+
+@python_app
+def after(x):
+    return x
+
+@pytest.mark.parsl
+def test_lookups(parsl_tasks, monkeypatch):
+    futures = [ok(i) for i in range(50)]
+    failed = after(boom())
+    parsl_tasks.wait()
+    seventh = parsl_tasks[futures[7].tid]
+
+    def no_snapshot(self):
+        pytest.fail("a lookup built the records of every task")
+
+    monkeypatch.setattr(tasks_module.TaskRecorder, "snapshot", no_snapshot)
+    assert parsl_tasks[futures[7].tid] is seventh
+    assert parsl_tasks[futures[8]].id == futures[8].tid
+    assert parsl_tasks[failed].state == "dep_fail" and parsl_tasks[failed].root == 50
+    with pytest.raises(TypeError, match="takes a task id"):
+        parsl_tasks["7"]
+    monkeypatch.undo()
+    assert len(parsl_tasks.failed) == 2
+"""
+    )
+    run_parslflow().assert_outcomes(passed=1)

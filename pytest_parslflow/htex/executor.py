@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psutil
@@ -40,7 +42,10 @@ class BlockLocalProvider(LocalProvider):
     def submit(
         self, command: str, tasks_per_node: int, job_name: str = "parsl.localprovider"
     ) -> Any:
-        job_id = super().submit(command, tasks_per_node, job_name)  # type: ignore[no-untyped-call]
+        if _SHELL_SAFE.match(self.script_dir or "") or hasattr(self, "channel"):
+            job_id = super().submit(command, tasks_per_node, job_name)  # type: ignore[no-untyped-call]
+        else:
+            job_id = submit_quoted(self, command, tasks_per_node, job_name)
         # The block runs in the process group of the shell that started it; note
         # it now, while the block's first process surely exists.
         try:
@@ -101,6 +106,56 @@ def _candidates() -> list[psutil.Process]:
     return list(psutil.process_iter())
 
 
+#: a path that LocalProvider's own (unquoted) shell command takes as it is
+_SHELL_SAFE = re.compile(r"^[\w./+:,@%=-]*$", re.ASCII)
+
+
+def submit_quoted(provider: LocalProvider, command: str, tasks_per_node: int, job_name: str) -> str:
+    """``LocalProvider.submit`` with every path shell-quoted: Parsl's own puts the submit
+    script's path unquoted into a ``bash -c '...'``, so a basetemp with a space, a quote
+    or a ``$`` never starts a block."""
+    import time
+
+    from parsl.jobs.states import JobState, JobStatus
+    from parsl.providers.errors import SubmitException
+    from parsl.utils import execute_wait
+
+    job_name = f"{job_name}.{time.time()}"
+    script_dir = str(provider.script_dir)
+    script_path = os.path.abspath(os.path.join(script_dir, f"{job_name}.sh"))
+    wrap_command = (
+        provider.worker_init
+        + f"\nexport JOBNAME={job_name}\n"
+        + provider.launcher(command, tasks_per_node, provider.nodes_per_block, script_dir)
+    )
+    provider._write_submit_script(wrap_command, script_path)
+    sh, ec, out, err = (shlex.quote(script_path + suffix) for suffix in ("", ".ec", ".out", ".err"))
+    inner = (
+        f"echo - >{ec} && {{ {{ bash {sh} 1>{out} 2>{err} ; echo $? > {ec} ; }} "
+        f'>/dev/null 2>&1 & echo "PID:$!" ; }}'
+    )
+    retcode, stdout, stderr = execute_wait(
+        f"/bin/bash -c {shlex.quote(inner)}", provider.cmd_timeout
+    )
+    if retcode != 0:
+        raise SubmitException(
+            job_name, f"Launch command exited with code {retcode}", stdout, stderr
+        )
+    for line in stdout.split("\n"):
+        if line.startswith("PID:"):
+            job_id = line.split("PID:")[1].strip()
+            break
+    else:
+        raise SubmitException(job_name, "Channel failed to start remote command/retrieve PID")
+    provider.resources[job_id] = {
+        "job_id": job_id,
+        "status": JobStatus(JobState.RUNNING),
+        "remote_pid": int(job_id),
+        "script_path": script_path,
+    }
+    return job_id
+
+
 def _group_members(groups: set[int]) -> list[psutil.Process]:
     members = []
     for process in _candidates():
@@ -138,10 +193,52 @@ def stop_process_groups(group_ids: Sequence[int]) -> None:
         time.sleep(0.005)
 
 
+@contextlib.contextmanager
+def shell_quoted_paths(executor: HighThroughputExecutor) -> Iterator[None]:
+    """While HTEX composes its worker launch command, the paths it puts in (logdir,
+    cert_dir, logconf) are shell-quoted, and their braces doubled for the second
+    ``str.format`` that fills in the block id: any basetemp path starts a block."""
+    saved = {
+        name: getattr(executor, name)
+        for name in ("cert_dir", "logconf_path")
+        if isinstance(getattr(executor, name, None), str)
+    }
+    # worker_logdir is run_dir/label: a quoted root of the same directory stands in (a
+    # root that a user set may name a variable for the shell to expand, and stays as it is)
+    own_root = executor.worker_logdir_root is None
+    try:
+        for name, value in saved.items():
+            setattr(executor, name, _format_literal(value))
+        if own_root:
+            executor.worker_logdir_root = _format_literal(executor.run_dir + "/")
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(executor, name, value)
+        if own_root:
+            executor.worker_logdir_root = None
+
+
+def _format_literal(text: str) -> str:
+    return shlex.quote(text).replace("{", "{{").replace("}", "}}")
+
+
 #: seconds between checks that the interchange is still alive
 WATCHDOG_PERIOD = 0.25
 #: seconds to wait for the interchange to answer a command
 COMMAND_TIMEOUT = 5.0
+
+
+class _DeliveryTracking(dict[Any, Any]):
+    """HTEX's pending futures by executor task id, remembering the one that the result
+    thread took last (it takes a future before loading its result)."""
+
+    last: Any = None
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        future = super().pop(key, *default)
+        self.last = future
+        return future
 
 
 class FastStartHTEX(HighThroughputExecutor):
@@ -160,7 +257,8 @@ class FastStartHTEX(HighThroughputExecutor):
         # Called early by _start_local_interchange_process, then again by start().
         if self._scaling_initialized:
             return
-        super().initialize_scaling()  # type: ignore[no-untyped-call]
+        with shell_quoted_paths(self):
+            super().initialize_scaling()  # type: ignore[no-untyped-call]
         self._scaling_initialized = True
 
     def _start_local_interchange_process(self) -> None:
@@ -213,17 +311,63 @@ class FastStartHTEX(HighThroughputExecutor):
         return blocks
 
     def start(self) -> None:
-        super().start()  # type: ignore[no-untyped-call]
         self._stopping = threading.Event()
+        if type(getattr(self, "_tasks", None)) is dict:
+            self._tasks = _DeliveryTracking(self._tasks)
+        super().start()  # type: ignore[no-untyped-call]
         watchdog = threading.Thread(
             target=self._watch_interchange, name="HTEX-Interchange-Watchdog", daemon=True
         )
         watchdog.start()
 
+    def _result_queue_worker(self) -> None:
+        """Parsl's result thread, kept alive past a message it cannot handle: a result
+        that cannot be unpickled here (its ``__reduce__`` raising outside the worker)
+        ended the thread, and with it every later result, with that task's future left
+        pending for ever. That task now fails with the error, and the thread goes on."""
+        while True:
+            try:
+                super()._result_queue_worker()
+            except Exception as exc:
+                tasks = self._tasks
+                future = tasks.last if isinstance(tasks, _DeliveryTracking) else None
+                if future is not None and not future.done():
+                    from parsl.serialize.errors import DeserializationError
+
+                    task = getattr(future, "parsl_executor_task_id", "?")
+                    error = DeserializationError(
+                        f"the result of executor task {task} could not be loaded in pytest: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    error.__cause__ = exc
+                    future.set_exception(error)
+                    continue
+                self._result_thread_error = f"{type(exc).__name__}: {exc}"
+                raise
+            return
+
+    _result_thread_error = ""
+
+    def _result_thread_problem(self) -> str:
+        """Why the result thread ended while the executor still runs, or ``""``."""
+        thread = getattr(self, "_result_queue_thread", None)
+        if thread is None or thread.is_alive() or self._stopping.is_set():
+            return ""
+        reason = self._result_thread_error or "see parsl.log"
+        return f"the result thread of executor {self.label} ended ({reason})"
+
     def _watch_interchange(self) -> None:
-        """Fail every pending task at once if the interchange dies: Parsl would leave
-        their futures pending for ever."""
+        """Fail every pending task at once if the interchange or the result thread
+        dies: Parsl would leave their futures pending for ever."""
         while not self._stopping.wait(WATCHDOG_PERIOD):
+            problem = self._result_thread_problem()
+            if problem:
+                if not self.bad_state_is_set:
+                    self.set_bad_state_and_fail_all(RuntimeError(problem))
+                # its socket is closed by the thread only when it ends normally
+                with contextlib.suppress(Exception):
+                    self.incoming_q.close()
+                return
             process = self.interchange_proc
             if process is not None and process.poll() is not None:
                 if not self.bad_state_is_set:

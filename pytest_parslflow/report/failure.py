@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 
 from pytest_parslflow.lifecycle import ParslTestRun
-from pytest_parslflow.monitoring import monitoring_view
+from pytest_parslflow.monitoring import monitoring_errors, monitoring_view
+from pytest_parslflow.report.jsonlog import twins
 from pytest_parslflow.report.logs import (
+    MAX_LINE_BYTES,
+    clip,
     excerpt,
     executor_logs,
     relative,
@@ -27,6 +30,7 @@ from pytest_parslflow.report.logs import (
     tail_of,
     task_pattern,
 )
+from pytest_parslflow.report.stacks import thread_stacks
 from pytest_parslflow.tasks import ParslTask, state_counts
 
 SECTION = "Captured stdout parsl"
@@ -34,6 +38,13 @@ SECTION = "Captured stdout parsl"
 MAX_FAILED_SHOWN = 10
 #: innermost frames of a try's traceback shown for the final try
 TRACEBACK_FRAMES = 3
+#: bytes of one exception's text in the summary
+MAX_EXCEPTION_BYTES = 500
+#: lines listing one task's tries: identical tries in a row fold into one line, and of
+#: more groups than this the first and the last are shown
+MAX_TRY_LINES = 12
+#: bytes of the whole report (the task summary comes first, so it survives a cut)
+MAX_REPORT_BYTES = 200_000
 _WIDTH = 78
 
 
@@ -51,11 +62,48 @@ def _where(frames: tuple[traceback.FrameSummary, ...]) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    if len(first) > 200:
-        first = first[:197] + "..."
+    """``Type: first line of the message``, bounded in bytes."""
+    try:
+        text = str(exc)
+    except Exception as error:  # a hostile __str__ must not end the report
+        text = f"<str() raised {type(error).__name__}>"
+    text = text.strip()
+    # the first line, found and cut without copying a message of any length
+    end = min((at for at in (text.find("\n"), text.find("\r")) if at >= 0), default=len(text))
+    first = text[: min(end, MAX_EXCEPTION_BYTES)]
+    first = first.encode("utf-8", "replace")[:MAX_EXCEPTION_BYTES].decode("utf-8", "ignore")
+    if end > len(first):
+        first = f"{first} [... {end - len(first):,} more characters cut]"
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _try_lines(task: ParslTask) -> list[str]:
+    """One line per try, identical tries in a row folded into one
+    (``tries 3-498: same ValueError (496 times)``), at most ``MAX_TRY_LINES`` lines."""
+    frames_per_try = list(task.frames) + [()] * (len(task.exceptions) - len(task.frames))
+    groups: list[tuple[int, int, str, str]] = []  # first try, last try, text, type name
+    for number, (exc, frames) in enumerate(zip(task.exceptions, frames_per_try, strict=True)):
+        text = f"{_describe(exc)}{_where(frames)}"
+        if groups and groups[-1][2] == text:
+            groups[-1] = (groups[-1][0], number, text, groups[-1][3])
+        else:
+            groups.append((number, number, text, type(exc).__name__))
+    lines: list[tuple[int, str]] = []  # (first try of the line, line)
+    for first, last, text, name in groups:
+        lines.append((first, f"  try {first}: {text}"))
+        if last == first + 1:
+            lines.append((last, f"  try {last}: {text}"))
+        elif last > first:
+            lines.append(
+                (first + 1, f"  tries {first + 1}-{last}: same {name} ({last - first} times)")
+            )
+    if len(lines) <= MAX_TRY_LINES:
+        return [line for _, line in lines]
+    half = MAX_TRY_LINES // 2
+    head, tail = lines[:half], lines[-half:]
+    low, high = lines[half][0], tail[0][0] - 1
+    skipped = f"  [... tries {low}-{high}: {high - low + 1} more failed tries ...]"
+    return [line for _, line in head] + [skipped] + [line for _, line in tail]
 
 
 def _task_lines(task: ParslTask) -> list[str]:
@@ -70,9 +118,7 @@ def _task_lines(task: ParslTask) -> list[str]:
         + (f"  executor ids {ids}" if ids else "")
         + (f"  root: task {task.root}" if task.root not in (None, task.id) else "")
     ]
-    frames_per_try = list(task.frames) + [()] * (len(task.exceptions) - len(task.frames))
-    for number, (exc, frames) in enumerate(zip(task.exceptions, frames_per_try, strict=True)):
-        lines.append(f"  try {number}: {_describe(exc)}{_where(frames)}")
+    lines.extend(_try_lines(task))
     if task.frames:
         frames = task.frames[-1][-TRACEBACK_FRAMES:]
         if len(frames) > 1 or (frames and frames[-1].line):
@@ -80,7 +126,7 @@ def _task_lines(task: ParslTask) -> list[str]:
             for frame in frames:
                 lines.append(f"    {Path(frame.filename).name}:{frame.lineno} in {frame.name}")
                 if frame.line:
-                    lines.append(f"      {frame.line.strip()}")
+                    lines.append(f"      {clip(frame.line.strip(), MAX_LINE_BYTES)}")
     return lines
 
 
@@ -92,6 +138,8 @@ def task_summary(run: ParslTestRun, tasks: list[ParslTask], kept: str) -> list[s
     lines = [heading("parsl: tasks")]
     for path in _dfk_dirs(run):
         lines.append(f"run dir: {path} ({kept})")
+    if run.shared is not None:  # what held the shared DFK's workers before this test
+        lines.extend(f"note: {note}" for note in run.shared.replaced[-3:])
     lines.append(f"{len(tasks)} tasks: {state_counts(tasks) or 'none submitted'}")
     failed = sorted(
         (t for t in tasks if t.failed), key=lambda t: (t.state == "dep_fail", t.run, t.id)
@@ -147,8 +195,7 @@ def excerpts(
         run_relevant = [t for t in relevant if t.run == index]
         parsl_ids = [t.id for t in run_relevant]
         executor_ids = [i for t in run_relevant for i in t.executor_ids]
-        log = dfk_dir / "parsl.log"
-        if log.is_file():
+        for log in twins(dfk_dir / "parsl.log"):  # and parsl.jsonlog (report/jsonlog.py)
             about = f"task {_ids(parsl_ids)}" if parsl_ids else ""
             add(log, about, excerpt(log, task_pattern(parsl_ids), max_lines).lines)
         wanted = task_pattern(executor_ids, executor=True)
@@ -188,10 +235,33 @@ def failure_report(item: pytest.Item, run: ParslTestRun, max_lines: int, keep: s
         extra.extend(Path(p) for p in result or ())
     failed = [(t.run, t.id) for t in tasks if t.failed]
     lines = task_summary(run, tasks, kept)
+    # -- on a timeout, where the apps still running are stuck (report/stacks.py) --
+    lines += thread_stacks(run, tasks, heading)
+    # --
     seen = monitoring_view(run, failed)
     if seen:
         lines += [heading(f"parsl: monitoring.db ({len(failed)} failed tasks)"), *seen]
+    # -- what Parsl's monitoring processes logged as errors (monitoring.py) --
+    for name, found in monitoring_errors(run, max_lines):
+        lines += [heading(f"parsl: {name} (monitoring errors)"), *found]
+    # --
     lines += excerpts(run, tasks, max_lines, extra)
+    return bounded(lines, MAX_REPORT_BYTES)
+
+
+def bounded(lines: list[str], limit: int) -> str:
+    """``lines`` as one text of at most about ``limit`` bytes: the lines past it are
+    dropped, with a last line saying how many and where the whole logs are."""
+    size = 0
+    for index, line in enumerate(lines):
+        size += len(line.encode("utf-8", "replace")) + 1
+        if size > limit:
+            rest = len(lines) - index
+            marker = (
+                f"[... report cut at {limit:,} bytes: {rest} more line"
+                f"{'s' if rest != 1 else ''}; the run directory holds the whole logs ...]"
+            )
+            return "\n".join([*lines[:index], marker]) + "\n"
     return "\n".join(lines) + "\n"
 
 

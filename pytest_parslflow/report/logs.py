@@ -2,7 +2,9 @@
 
 Files are scanned in large binary chunks, with patterns that begin with plain text
 so the regex engine can skip between candidates: a 100 MB ``parsl.log`` costs a
-fraction of a second, and memory stays bounded (only candidate lines are kept).
+fraction of a second, and memory stays bounded whatever a file holds: only candidate
+lines are kept, each cut to ``MAX_LINE_BYTES``, and a carriage return ends a line as a
+newline does (a progress bar that only returns to the start of its line is many lines).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import bisect
 import collections
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from pytest_parslflow.report.jsonlog import globs, readable
 
 _CHUNK = 4 << 20
 # plain words, the fastest search; the word boundaries are checked by hand
@@ -21,6 +25,10 @@ _LEVEL_PATTERNS = tuple(re.compile(word) for word in (b"WARNING", b"ERROR", b"CR
 # lost; such lines are chosen before its routine state changes
 _KEY_EVENT = re.compile(rb"(?i)launched|fail|exception|retr|lost|cancel|timeout|killed")
 _TAIL = 5
+#: bytes of one excerpt line; the rest is cut, with a marker saying how much
+MAX_LINE_BYTES = 2000
+#: bytes read from a file's end for :func:`tail_of`
+_TAIL_WINDOW = 256 << 10
 
 #: a chosen line: its number (from 0) and its bytes
 _Hit = tuple[int, bytes]
@@ -57,13 +65,43 @@ _PARSL_LINE = re.compile(
 )
 
 
+def clip(text: str, limit: int, what: str = "bytes") -> str:
+    """``text`` cut to ``limit`` bytes of UTF-8, with a visible marker of what was cut."""
+    if len(text) <= limit // 4:  # no character takes more than 4 bytes
+        return text
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    head = data[:limit].decode("utf-8", "ignore")
+    return f"{head} [... {len(data) - limit:,} more {what} cut]"
+
+
+def _clip_line(data: bytes, start: int, end: int, continues: bool = False) -> bytes:
+    """The line ``data[start:end]``, cut to ``MAX_LINE_BYTES`` with a marker; ``continues``
+    where the line goes on past ``end`` (a line longer than a chunk)."""
+    if end - start <= MAX_LINE_BYTES and not continues:
+        return data[start:end]
+    shown = data[start : min(end, start + MAX_LINE_BYTES)]
+    if continues:
+        return shown + b" [... rest of an overlong line cut]"
+    if end - start <= MAX_LINE_BYTES:
+        return shown
+    return shown + b" [... %s more bytes cut]" % f"{end - start - MAX_LINE_BYTES:,}".encode()
+
+
 def _decode(line: bytes) -> str:
-    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+    text = line.rstrip(b" \r\n").decode("utf-8", "replace")
+    # -- Parsl's JSON logs, shown as readable lines (report/jsonlog.py) --
+    from_json = readable(text)
+    if from_json is not None:
+        return from_json
+    # --
     parsl_line = _PARSL_LINE.match(text)
     if parsl_line:
         time, level, message = parsl_line.groups()
-        return f"{time} {level:<7} {message}"
-    return text
+        text = f"{time} {level:<7} {message}"
+    # invalid bytes decode to three-byte characters: the line is bounded again
+    return clip(text, MAX_LINE_BYTES + 64)
 
 
 def _word_byte(data: bytes, index: int) -> bool:
@@ -74,30 +112,79 @@ def _word_byte(data: bytes, index: int) -> bool:
     return byte == 95 or 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122
 
 
-def _last_lines(data: bytes, end: int, n: int) -> list[bytes]:
-    """The last ``n`` lines of ``data[:end]``, which ends with a newline."""
+def _last_lines(data: bytes, end: int, n: int, floor: int = 0) -> list[bytes]:
+    """The last ``n`` lines of ``data[floor:end]`` (which ends with a newline), each cut
+    to ``MAX_LINE_BYTES``; a line that began before ``floor`` is not one of them."""
     lines: list[bytes] = []
     stop = end - 1
-    while len(lines) < n and stop >= 0:
+    while len(lines) < n and stop >= floor:
         start = data.rfind(b"\n", 0, stop) + 1
-        lines.append(data[start:stop])
+        if start < floor:
+            break
+        lines.append(_clip_line(data, start, stop))
         stop = start - 1
     return lines[::-1]
 
 
-def _hit_starts(data: bytes, end: int, wanted: re.Pattern[bytes] | None) -> dict[int, str]:
-    """The start of each candidate line in ``data[:end]``: "task" or "level"."""
+def _line_starts(data: bytes, positions: Iterable[int]) -> Iterator[int]:
+    """The start of the line holding each of ``positions`` (ascending), in one pass:
+    thousands of matches on one long line look back over it once, not once each."""
+    line_start, scanned = 0, 0
+    for at in positions:
+        found = data.rfind(b"\n", scanned, at)
+        if found >= 0:
+            line_start = found + 1
+        scanned = at
+        yield line_start
+
+
+#: candidates taken of one pattern in one chunk, from its start and again from its end:
+#: a chunk of nothing but matching lines costs a few thousand steps, not a million
+_CHUNK_CANDIDATES = 500
+
+
+def _bounded(
+    pattern: re.Pattern[bytes], data: bytes, floor: int, end: int, accept: Callable[[int], bool]
+) -> list[int]:
+    """Where ``pattern`` matches in ``data[floor:end]`` (and ``accept`` agrees), in order:
+    all of them, or where there are more, the first and the last ``_CHUNK_CANDIDATES``."""
+    found: list[int] = []
+    matches = pattern.finditer(data, floor, end)
+    for match in matches:
+        if accept(match.start()):
+            found.append(match.start())
+            if len(found) >= _CHUNK_CANDIDATES:
+                break
+    else:
+        return found
+    # the rest is run through at C speed, keeping the last few to check by hand
+    last = collections.deque(matches, maxlen=2 * _CHUNK_CANDIDATES)
+    tail = [m.start() for m in reversed(last) if accept(m.start())][:_CHUNK_CANDIDATES]
+    return found + tail[::-1]
+
+
+def _hit_starts(
+    data: bytes, end: int, wanted: re.Pattern[bytes] | None, floor: int = 0
+) -> dict[int, str]:
+    """The start of each candidate line in ``data[floor:end]``: "task" or "level"."""
     starts: dict[int, str] = {}
     if wanted is not None:
-        for match in wanted.finditer(data, 0, end):
-            at = match.start()
-            if at == 0 or data[at - 1] not in b"tT" or _word_byte(data, at - 2):
-                continue
-            starts.setdefault(data.rfind(b"\n", 0, at) + 1, "task")
+
+        def named(at: int) -> bool:
+            return at > 0 and data[at - 1] in b"tT" and not _word_byte(data, at - 2)
+
+        for start in _line_starts(data, _bounded(wanted, data, floor, end, named)):
+            starts.setdefault(start, "task")
     for level in _LEVEL_PATTERNS:
-        for match in level.finditer(data, 0, end):
-            if not _word_byte(data, match.start() - 1) and not _word_byte(data, match.end()):
-                starts.setdefault(data.rfind(b"\n", 0, match.start()) + 1, "level")
+        size = len(level.pattern)
+
+        def word(at: int, size: int = size) -> bool:
+            return not _word_byte(data, at - 1) and not _word_byte(data, at + size)
+
+        for start in _line_starts(data, _bounded(level, data, floor, end, word)):
+            starts.setdefault(start, "level")
+    if floor:  # the rest of a line that began in an earlier chunk was judged by its head
+        starts = {start: kind for start, kind in starts.items() if start >= floor}
     return starts
 
 
@@ -176,42 +263,63 @@ def excerpt(
     task_lines = 0
     last: collections.deque[_Hit] = collections.deque(maxlen=tail)
     total = 0
+    # the previous chunk ended inside a line longer than a chunk: this chunk's text up to
+    # its first newline is the rest of that line
+    continuing = False
     with path.open("rb") as handle:
         handle.seek(start)
         while True:
             data = handle.read(_CHUNK)
             if not data:
                 break
+            if b"\r" in data:
+                # same length, so offsets in the file stay offsets in the chunk; the space
+                # a CRLF leaves at a line's end is stripped when the line is shown
+                data = data.replace(b"\r\n", b" \n").replace(b"\r", b"\n")
             cut = data.rfind(b"\n") + 1
+            long_piece = False
             if len(data) < _CHUNK:  # the end of the file
                 if not data.endswith(b"\n"):
                     data += b"\n"
                 cut = len(data)
             elif cut == 0:  # a line longer than a chunk: take it in pieces
                 cut = len(data)
+                long_piece = True
             else:
                 # read the unfinished last line again with the next chunk, rather than
                 # gluing chunks together (a copy of every chunk)
                 handle.seek(cut - len(data), 1)
-            cursor, number = 0, total
-            for start, kind in sorted(_hit_starts(data, cut, task_re).items()):
+            floor = 0
+            if continuing:
+                floor = data.find(b"\n", 0, cut) + 1 if not long_piece else cut
+            cursor, number = floor, total
+            if continuing and not long_piece:
+                number += 1  # the newline that ends the overlong line
+            for start, kind in sorted(_hit_starts(data, cut, task_re, floor).items()):
                 number += data.count(b"\n", cursor, start)
                 cursor = start
-                text = data[start : data.find(b"\n", start)]
+                end = data.find(b"\n", start, cut)
+                text = _clip_line(data, start, cut if end < 0 else end, continues=end < 0)
                 if kind == "task":
                     task_lines += 1
                     if _KEY_EVENT.search(text):
                         kind = "key"
-                    elif b" DEBUG" in text[:160]:
+                    elif b" DEBUG" in text[:160] or b'"levelname": "DEBUG"' in text:
                         kind = "debug"
                 first, latest = kinds[kind]
                 (first if len(first) < half else latest).append((number, text))
             # the newlines after the last hit: each newline of the chunk is counted once
             number += data.count(b"\n", cursor, cut)
-            ending = _last_lines(data, cut, tail)
-            for offset, text in enumerate(ending, start=number - len(ending)):
-                last.append((offset, text))
+            if long_piece:
+                if not continuing:  # the head of the overlong line stands for all of it
+                    last.append((number, _clip_line(data, 0, cut, continues=True)))
+            else:
+                ending = _last_lines(data, cut, tail, floor)
+                for offset, text in enumerate(ending, start=number - len(ending)):
+                    last.append((offset, text))
+            continuing = long_piece
             total = number
+            del data
     found: dict[str, list[_Hit]] = {k: [*first, *latest] for k, (first, latest) in kinds.items()}
     found["tail"] = list(last)
     chosen = _select(_ranked(found, max_lines), total, max_lines)
@@ -228,33 +336,41 @@ def excerpt(
 
 
 def tail_of(path: Path, lines: int) -> tuple[str, ...]:
-    """The last ``lines`` lines of ``path``, reading only the end of the file."""
+    """The last ``lines`` lines of ``path``, reading at most its last 256 KiB; a carriage
+    return ends a line as a newline does, and each line is cut to ``MAX_LINE_BYTES``."""
     with path.open("rb") as handle:
         handle.seek(0, 2)
         size = handle.tell()
-        block = 8192
-        data = b""
-        while size > 0 and data.count(b"\n") <= lines:
-            step = min(block, size)
-            size -= step
-            handle.seek(size)
-            data = handle.read(step) + data
-            block *= 2
-    kept = data.splitlines()[-lines:]
-    skipped = data.count(b"\n") - len(kept) if size == 0 else None
-    head = [] if skipped == 0 else ["[... earlier lines ...]"]
-    return (*head, *(_decode(line) for line in kept))
+        start = max(0, size - _TAIL_WINDOW)
+        handle.seek(start)
+        data = handle.read(size - start)
+    pieces = re.split(rb"\r\n|\r|\n", data)
+    if pieces and not pieces[-1]:
+        pieces.pop()
+    kept = pieces[-lines:] if lines > 0 else []
+    whole = start == 0 or len(pieces) > len(kept)  # the first kept line began in the window
+    shown = [_decode(_clip_line(line, 0, len(line))) for line in kept]
+    if kept and not whole:
+        cut = len(kept[0])
+        shown[0] = "[... start of an overlong line cut] " + _decode(
+            kept[0][max(0, cut - MAX_LINE_BYTES) :]
+        )
+    elif len(pieces) > len(kept) or start > 0:
+        shown.insert(0, "[... earlier lines ...]")
+    return tuple(shown)
 
 
 def executor_logs(dfk_run_dir: Path) -> dict[str, list[Path]]:
     """Executor logs under one DFK run directory (``runinfo/000``), by kind."""
     found: dict[str, list[Path]] = {"interchange": [], "manager": [], "worker": []}
-    for path in sorted(dfk_run_dir.glob("*/interchange.log")):
-        found["interchange"].append(path)
-    for path in sorted(dfk_run_dir.glob("*/block-*/*/manager.log")):
-        found["manager"].append(path)
-    for path in sorted(dfk_run_dir.glob("*/block-*/*/worker_*.log")):
-        found["worker"].append(path)
+    # each pattern with its JSON twin (report/jsonlog.py): interchange.jsonlog, ...
+    for kind, pattern in (
+        ("interchange", "*/interchange.log"),
+        ("manager", "*/block-*/*/manager.log"),
+        ("worker", "*/block-*/*/worker_*.log"),
+    ):
+        for each in globs(pattern):
+            found[kind] += sorted(dfk_run_dir.glob(each))
     return found
 
 
