@@ -457,6 +457,9 @@ def test_starts_a_process_parsl_did_not(tmp_path):
     assert one().result() == 1
     pid_file = pathlib.Path(os.environ["READY"])
     os.system(f"sleep 30 >/dev/null 2>&1 & echo $! > {pid_file}")
+    pid = pid_file.read_text().strip()
+    while not pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"):
+        pass  # the background job's shell has yet to become sleep
 
 def test_it_still_runs():
     pid = int(pathlib.Path(os.environ["READY"]).read_text())
