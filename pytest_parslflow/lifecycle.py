@@ -12,7 +12,6 @@ import queue
 import re
 import shutil
 import threading
-import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ if TYPE_CHECKING:
     from parsl.config import Config
     from parsl.dataflow.dflow import DataFlowKernel
 
-    from pytest_parslflow.leaks import Snapshot
+    from pytest_parslflow.leaks import Guard
+    from pytest_parslflow.origins import Owner
     from pytest_parslflow.report.observed import ObservedWindow
     from pytest_parslflow.shared import SharedRun, SharedRuns
     from pytest_parslflow.tasks import ParslTask, TaskWindow
@@ -131,19 +131,6 @@ class ParslTestRun:
             raise errors[0]
 
 
-#: the environment variable carrying this session's token, which every process the
-#: session starts inherits (HTEX blocks too, which a provider detaches from the process
-#: tree): the leak guard ends only processes that carry it
-TOKEN_VARIABLE = "PARSLFLOW_SESSION"
-
-
-def mark_session() -> str:
-    """Give this process (and so everything it starts) the session's token."""
-    token = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    os.environ[TOKEN_VARIABLE] = token
-    return token
-
-
 #: per-test record of what Parsl did, in ``item.stash``
 TEST_RUN = pytest.StashKey[ParslTestRun]()
 #: whether any phase of the test failed, for the keep policy
@@ -163,8 +150,8 @@ def shared_run_bases(config: pytest.Config) -> list[Path]:
 MANAGED = pytest.StashKey[bool]()
 #: for a test that did not opt in, where the loaded DFK stood when it began
 OBSERVED: pytest.StashKey[ObservedWindow] = pytest.StashKey()
-#: what of Parsl was running when the test started, for the leak guard
-LEAK_BASELINE: pytest.StashKey[Snapshot] = pytest.StashKey()
+#: the leak guard's note at the start of a test that opted in (its owner, threads)
+LEAK_GUARD: pytest.StashKey[Guard] = pytest.StashKey()
 #: the test's failure report, made at its first failing phase
 REPORT = pytest.StashKey[str]()
 
@@ -200,11 +187,18 @@ _Handlers = list[tuple[logging.Logger, logging.Handler]]
 _LOG_FILES: weakref.WeakKeyDictionary[DataFlowKernel, _Handlers] = weakref.WeakKeyDictionary()
 
 
-def load_dfk(config: Config) -> DataFlowKernel:
-    """``parsl.load(config)``, noting the DFK's ``parsl.log`` handlers for its cleanup."""
+def load_dfk(config: Config, owner: Owner | None = None) -> DataFlowKernel:
+    """``parsl.load(config)``, noting the DFK's ``parsl.log`` handlers for its cleanup.
+
+    What the DFK starts belongs to ``owner`` (by default the test that opted in and runs
+    now); a DFK that fails to start is stopped here, and the threads it could not stop
+    are named in the error."""
     import parsl
 
-    dfk = parsl.load(config)
+    # leak guard (issue 12): provenance, daemon thread workers, a failed start stopped
+    from pytest_parslflow.leaks import guarded_load
+
+    dfk: DataFlowKernel = guarded_load(parsl.load, config, owner)
     _LOG_FILES[dfk] = _log_file_handlers(dfk)
     return dfk
 

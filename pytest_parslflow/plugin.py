@@ -24,7 +24,7 @@ from pytest_parslflow.fixtures import (
 )
 from pytest_parslflow.htex.warm import check_warm_start_switch, stop_warm_parent
 from pytest_parslflow.lifecycle import (
-    LEAK_BASELINE,
+    LEAK_GUARD,
     MANAGED,
     PARSL_FIXTURES,
     PHASE_FAILED,
@@ -35,7 +35,6 @@ from pytest_parslflow.lifecycle import (
     cleanup_dfk,
     item_settings,
     keep_run_dir,
-    mark_session,
     opted_in,
     quiet_parsl_in_captured_logs,
     shared_run_bases,
@@ -90,7 +89,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
     check_warm_start_switch()
-    mark_session()
     config.pluginmanager.register(SessionSummary(), SUMMARY)
     config.pluginmanager.register(ParslCI(config), CI)
 
@@ -101,14 +99,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[REMOVER] = RunDirRemover()
 
 
+def pytest_keyboard_interrupt() -> None:
+    """Ctrl-C, or SIGTERM/SIGHUP turned into it: Parsl's processes end first, before
+    the fixtures' teardown (which then has nothing to wait for)."""
+    if "pytest_parslflow.leaks" in sys.modules:
+        from pytest_parslflow.leaks import end_session
+
+        end_session()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Whatever the checks allowed (``--parslflow-leaks off``), no Parsl process of this
     session outlives it, nor does its HTEX warm parent."""
-    if "parsl" in sys.modules:
-        from pytest_parslflow.leaks import end_session_processes
+    if "pytest_parslflow.leaks" in sys.modules:
+        from pytest_parslflow.interrupts import restore_handlers
+        from pytest_parslflow.leaks import end_session
 
-        end_session_processes()
+        end_session()
+        restore_handlers()
     stop_warm_parent()  # the HTEX warm parent, if one runs (htex.warm)
     if REMOVER in session.config.stash:
         session.config.stash[REMOVER].flush()
@@ -170,13 +179,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.stash[PHASE_FAILED] = False
     item.stash[REPORT] = ""
     item.stash[LOADED_AT_SETUP] = loaded_dfk()
-    if DFLOW in sys.modules:
-        # Parsl processes of earlier tests were ended after them: the baseline needs no
-        # process scan unless module- or session-scoped DFKs run, whose processes it spares
-        from pytest_parslflow.leaks import snapshot
+    # --- leak guard (issue 12): what Parsl starts from here on is this test's ---
+    from pytest_parslflow import origins
+    from pytest_parslflow.interrupts import install_handlers
+    from pytest_parslflow.leaks import start
 
-        shared = bool(shared_run_bases(item.config))
-        item.stash[LEAK_BASELINE] = snapshot(with_processes=shared)
+    origins.set_tmp_root(item.config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+    install_handlers()
+    item.stash[LEAK_GUARD] = start(item.nodeid)
+    # --- end leak guard ---
     try:
         item_settings(item)
     except SettingsError as exc:
@@ -235,6 +246,21 @@ class ManagedTests:
 
     @staticmethod
     @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """Leak guard (issue 12): what a fixture of broader scope starts while a test that
+        opted in is set up (a suite's session fixture calling parsl.load()) is not the
+        test's to leak."""
+        if fixturedef.scope == "function" or "pytest_parslflow.leaks" not in sys.modules:
+            return (yield)
+        from pytest_parslflow.leaks import broader_setup
+
+        with broader_setup():
+            return (yield)
+
+    @staticmethod
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         """After a test that opted in: no DFK it started stays loaded, and what Parsl left
         running is named and ended (``--parslflow-leaks``)."""
@@ -275,18 +301,25 @@ def _managed_leaks(item: pytest.Item, mode: str) -> str:
         )
         if run is not None:
             run.restore_set_aside()
-    before = item.stash.get(LEAK_BASELINE, None)
-    if mode != "off" and before is not None:
-        starts_processes = leaked is not None or run is None or run.starts_processes()
-        from pytest_parslflow.leaks import find_and_end_leaks
+    # --- leak guard (issue 12): the test's processes are ended whatever the mode ---
+    guard = item.stash.get(LEAK_GUARD, None)
+    if guard is not None:
+        from pytest_parslflow.leaks import check
 
-        shared = shared_run_bases(item.config)
-        leaks += find_and_end_leaks(before, starts_processes, shared)
+        del item.stash[LEAK_GUARD]
+        findings = check(guard, with_threads=not shared_run_bases(item.config))
+        leaks += findings.leaks
+        if mode != "off":
+            for warning in findings.warnings:
+                warn(item, f"{item.nodeid}: {warning}")
+    # --- end leak guard ---
     if not leaks or mode == "off":
         return ""
     return (
-        f"{item.nodeid} leaked Parsl resources: " + "; ".join(leaks) + ". Clean up in the "
-        "test what it starts itself (parsl.dfk().cleanup(), wait for its tasks)"
+        f"{item.nodeid} leaked Parsl resources: " + "; ".join(leaks) + ". A test's tasks "
+        "should end with it: wait for their futures, give long apps a walltime, clean up "
+        "what it loads itself (parsl.dfk().cleanup()); a thread cannot be stopped, "
+        "processes were ended"
     )
 
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_parslflow.lifecycle import (
-    LEAK_BASELINE,
     SHARED_RUNS,
     ParslTestRun,
     cleanup_dfk,
@@ -213,16 +212,15 @@ class SharedRuns:
             problem = load_problem(run, config, builtin)
             if problem:
                 pytest.fail(f"{item.nodeid}: {problem}", pytrace=False)
-            shared.dfk = load_dfk(config)
+            # leak guard (issue 12): what it starts is the shared run's, not this test's
+            from pytest_parslflow.origins import shared_owner
+
+            owner = shared_owner(shared, f"the {shared.scope}-scoped DataFlowKernel")
+            shared.dfk = load_dfk(config, owner)
             note(shared.dfk, Owner(shared.scope, shared.module or "", "the parsl marker"))
             shared.dfks.append(shared.dfk)
             shared.recorder = TaskRecorder(shared.dfk, run=shared.loads)
             shared.loads += 1
-            baseline = item.stash.get(LEAK_BASELINE, None)
-            if baseline is not None:  # what it started is not this test's to leak
-                from pytest_parslflow.leaks import snapshot
-
-                baseline.include(snapshot(with_processes=True))
         else:
             DataFlowKernelLoader._dfk = shared.dfk
         assert shared.recorder is not None
@@ -259,6 +257,12 @@ class SharedRuns:
     def close(self, shared: SharedRun) -> None:
         for dfk in shared.dfks:
             cleanup_dfk(dfk)
+        # leak guard (issue 12): nothing its DFKs started outlives the shared run
+        owner = getattr(shared, "_parslflow_owner", None)
+        if owner is not None:
+            from pytest_parslflow.leaks import end_owner
+
+            end_owner(owner)
         shared.dfk = None
         if not keep_run_dir(options_of(self._config).keep, shared.failed):
             remove_run_base(shared.base)

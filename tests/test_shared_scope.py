@@ -84,54 +84,63 @@ def test_one_dfk_per_scope(
 def test_leak_guard_while_a_shared_dfk_runs(
     pytester: pytest.Pytester, run_parslflow, executor: str
 ) -> None:
-    """A shared DFK's own processes are spared; a process a test leaves behind meanwhile
-    is still found and ended."""
+    """A shared DFK's own processes are spared; a process that Parsl started for another
+    test meanwhile is still found and ended, and a helper whose command line says
+    "parsl" is not Parsl's and is left alone."""
     pytester.makepyfile(
         f"""
 import os
 import subprocess
 import sys
 import pytest
-from parsl import python_app
+from parsl import bash_app, python_app
 
 shared = pytest.mark.parsl(executor={executor!r}, scope="module")
 STRAY = os.path.join(os.getcwd(), "stray.pid")
+HELPER = []
 
 @python_app
 def pid():
     import os
     return os.getpid()
 
+@bash_app
+def detaches(path):
+    return f"setsid sleep 60 >/dev/null 2>&1 </dev/null & echo $! > {{path}}"
+
 @shared
 def test_first(parsl_dfk):
     assert pid().result()
 
-def test_leaves_a_parsl_process(parsl_run_dir):  # opts in: its leaks are checked
-    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "parsl"])
-    with open(STRAY, "w") as out:
-        out.write(str(stray.pid))
+@pytest.mark.parsl
+def test_leaves_a_parsl_process():
+    assert detaches(STRAY).result() == 0
+
+def test_a_helper_that_says_parsl():
+    HELPER.append(
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "parsl"])
+    )
 
 @shared
 @pytest.mark.parametrize("i", range(3))
 def test_shared_dfk_still_serves(i, parsl_dfk):
     assert pid().result()
 
-def test_stray_was_ended():
+def test_stray_was_ended_and_the_helper_was_not():
     stray = int(open(STRAY).read())
-    try:
-        os.waitpid(stray, os.WNOHANG)  # reap it, if the guard has not
-    except ChildProcessError:
-        pass
     with pytest.raises(ProcessLookupError):
         os.kill(stray, 0)
+    assert HELPER[0].poll() is None
+    HELPER[0].kill()
+    HELPER[0].wait()
 """
     )
     result = run_parslflow("-v", "-p", "no:randomly")
-    result.assert_outcomes(passed=6, errors=1)
+    result.assert_outcomes(passed=7, errors=1)
     result.stdout.fnmatch_lines(
         [
-            "*test_leaves_a_parsl_process leaked Parsl resources: process * (python -c *parsl): "
-            "ended*"
+            "*test_leaves_a_parsl_process leaked Parsl resources: process * (sleep 60) started "
+            "by bash app 'detaches' (task 0): ended*"
         ]
     )
     assert "test_shared_dfk_still_serves" not in "".join(

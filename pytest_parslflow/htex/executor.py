@@ -61,12 +61,49 @@ class BlockLocalProvider(LocalProvider):
             group = self._groups.pop(job_id, None)
             if group is not None:
                 groups.append(group)
+        _note_task_commands(self, set(groups))
         stop_process_groups(groups)
         return [True for _ in job_ids]
 
     def cancel_all(self) -> None:
         """Cancel every block still running; the ones already cancelled are skipped."""
         self.cancel(list(self._groups))
+
+
+def _note_task_commands(provider: BlockLocalProvider, groups: set[int]) -> None:
+    """Name, for the leak guard's report, the commands that tasks still run in the
+    blocks about to be cancelled (a bash app's command that outlived its test):
+    processes a worker started, whose environment names the worker. They get the
+    guard's grace to end on their own first, as a task that just finished may still be
+    on its way out."""
+    from pytest_parslflow import leaks, origins
+
+    owner = origins.registry().claimed_owner(provider)
+    if owner is None or not groups:
+        return
+    running = {p.pid: note for p in _group_members(groups) if (note := leaks.task_command(p.pid))}
+    deadline = time.monotonic() + leaks.GRACE
+    while running and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = {p.pid for p in _group_members(groups)}
+        running = {pid: note for pid, note in running.items() if pid in alive}
+    owner.notes += [f"{note}: ended with its block" for note in running.values()]
+
+
+def _candidates() -> list[psutil.Process]:
+    """Processes that may be in a block's group: on Linux, where the test process is a
+    subreaper, only its descendants (cheap whatever runs on the host)."""
+    from pytest_parslflow import leaks
+
+    if leaks.is_subreaper():
+        processes = []
+        for pid in leaks.descendants(os.getpid()):
+            try:
+                processes.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        return processes
+    return list(psutil.process_iter())
 
 
 #: a path that LocalProvider's own (unquoted) shell command takes as it is
@@ -121,9 +158,9 @@ def submit_quoted(provider: LocalProvider, command: str, tasks_per_node: int, jo
 
 def _group_members(groups: set[int]) -> list[psutil.Process]:
     members = []
-    for process in psutil.process_iter(["status"]):
+    for process in _candidates():
         try:
-            if process.info["status"] == psutil.STATUS_ZOMBIE:
+            if process.status() == psutil.STATUS_ZOMBIE:
                 continue
             if os.getpgid(process.pid) in groups:
                 members.append(process)
