@@ -321,11 +321,24 @@ class WarmParent:
         os.environ.clear()
         os.environb.update(env)
         show_environment(env)
+        forget_temporary_directory()
         sys.path[:] = list(dict.fromkeys([*_pythonpath(env), *self.base_path]))
         argv: list[str] = request["argv"]
         sys.argv = argv[1:]
         show_command_line(argv)
         return Job(request["role"], argv, life)
+
+
+def forget_temporary_directory() -> None:
+    """Temporary files go where the launcher's ``TMPDIR`` says (the test's run directory),
+    not where the warm parent's imports first looked: ``tempfile`` and multiprocessing
+    (the pool's ``pymp-*`` folder) cache the folder they chose."""
+    import tempfile
+
+    tempfile.tempdir = None
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None:
+        process.current_process()._config.pop("tempdir", None)
 
 
 def end_with_launcher(life: int, role: str) -> None:
