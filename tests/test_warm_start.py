@@ -278,9 +278,9 @@ seen = []
 def test_starts_it():
     seen.extend(warm_parent_pids())
 
-def test_forgets_an_htex(tmp_path):
+def test_forgets_an_htex(parsl_run_dir):  # opts in: its leaks are checked
     config = builtin_config(ParslSettings(executor="htex"))
-    config.run_dir = str(tmp_path)
+    config.run_dir = str(parsl_run_dir)
     parsl.load(config)
     parsl.clear()  # no longer the loaded DFK, and never cleaned up
 
