@@ -75,3 +75,21 @@ def run_session(
     now = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
     return Session(wall, process.returncode, output, process.pid, cpu)
+
+
+def processes_marked(mark: str) -> int:
+    """How many live processes carry ``BENCH_MARK=<mark>`` in their environment (what a
+    benchmark's session started, wherever it ended up in the process tree)."""
+    wanted = f"BENCH_MARK={mark}\0".encode()
+    count = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+            stat = Path(f"/proc/{name}/stat").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ and stat.split(b") ")[-1][:1] != b"Z":
+            count += 1
+    return count

@@ -15,13 +15,12 @@ threads and listening sockets its leak guard reported (target 0 each).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import textwrap
 import uuid
 from pathlib import Path
 
-from _common import pytest_command, run_session
+from _common import processes_marked, pytest_command, run_session
 
 TIMEOUT = 3.0
 BAD_INIT = "test_bad_worker_init"
@@ -76,22 +75,6 @@ def test_timeout_fires():
 """
 
 
-def _marked(mark: str) -> int:
-    wanted = f"BENCH_MARK={mark}\0".encode()
-    count = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-            stat = Path(f"/proc/{name}/stat").read_bytes()
-        except OSError:
-            continue
-        if wanted in environ and stat.split(b") ")[-1][:1] != b"Z":
-            count += 1
-    return count
-
-
 def main() -> None:
     mark = uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="bench_faults_") as tmp:
@@ -106,7 +89,7 @@ def main() -> None:
             {"BENCH_DURATIONS": str(out), "BENCH_MARK": mark},
         )
         durations: dict[str, dict[str, float]] = json.loads(out.read_text())
-        leftovers = _marked(mark)
+        leftovers = processes_marked(mark)
         reported = [line for line in done.output.splitlines() if "leaked Parsl resources" in line]
 
     def total(name: str) -> float:

@@ -28,6 +28,8 @@ import uuid
 from pathlib import Path
 from statistics import median
 
+from _common import processes_marked
+
 HELPER = r"""
 import signal, sys, time
 def note(signum, frame):
@@ -100,22 +102,6 @@ def test_thread_bash():
 _SUMMARY = re.compile(r"^=+ .* in [0-9.]+s.* =+$")
 
 
-def _marked(mark: str) -> int:
-    wanted = f"BENCH_MARK={mark}\0".encode()
-    count = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-            stat = Path(f"/proc/{name}/stat").read_bytes()
-        except OSError:
-            continue
-        if wanted in environ and stat.split(b") ")[-1][:1] != b"Z":
-            count += 1
-    return count
-
-
 def _start(folder: Path, mark: str, *args: str) -> tuple[subprocess.Popen[str], Path]:
     tmp = folder / f"systmp-{uuid.uuid4().hex[:6]}"
     tmp.mkdir()
@@ -170,7 +156,7 @@ def _interrupted(folder: Path, mark: str) -> tuple[float, int, int]:
     if "KeyboardInterrupt" not in output:
         raise RuntimeError(output[-3000:])
     deadline = time.monotonic() + 30  # the resource tracker ends once its last client did
-    while (left := _marked(mark)) and time.monotonic() < deadline:
+    while (left := processes_marked(mark)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return seconds, left, len(os.listdir(tmp))
 
