@@ -68,12 +68,17 @@ class _Seen:
 
 
 _SUBMITTED = re.compile(rb"Task (\d+) submitted for App (\S+?),")
-_STATE = re.compile(rb"Task (\d+) (?:changing state from \w+ to|initializing state to) (\w+)")
+# current Parsl logs every state change; 2025.1 only the final one ("completed (a -> b)")
+_STATE = re.compile(
+    rb"Task (\d+) (?:changing state from \w+ to|initializing state to|completed \(\w+ ->) (\w+)"
+)
 _LAUNCHED = re.compile(
     rb"Parsl task (\d+) try \d+ launched on executor (\S+?)(?: with executor id (\d+))?\s*$"
 )
 _TRY_FAILED = re.compile(rb"Task (\d+) try \d+ failed with exception of type (\w+)")
 _DEP_FAIL = re.compile(rb"Task (\d+) failed due to dependency failure")
+# Parsl 2025.1 logs no state change for a task that failed for good, only this
+_FAILED = re.compile(rb"Task (\d+) failed after \d+ retry attempts")
 
 
 def _read_tasks(log: Path, window: ObservedWindow, last_task: int) -> dict[int, _Seen]:
@@ -110,6 +115,9 @@ def _read_tasks(log: Path, window: ObservedWindow, last_task: int) -> dict[int, 
             elif match := _DEP_FAIL.search(line):
                 if task := seen(match[1]):
                     task.state = "dep_fail"
+            elif match := _FAILED.search(line):
+                if task := seen(match[1]):
+                    task.state = "failed"
     return tasks
 
 
