@@ -82,31 +82,20 @@ class ParslObserver:
 
             item.stash[OBSERVED] = ObservedWindow.start(dfk)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        """A DFK loaded in the test's body belongs to the test."""
-        before = loaded_dfk()
-        try:
-            return (yield)
-        finally:
-            note_if_loaded(
-                before, functools.partial(Owner, "function", item.nodeid, "the test body")
-            )
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(
-        self, item: pytest.Item, nextitem: pytest.Item | None
-    ) -> Generator[None, None, None]:
-        """After the test's finalizers: a DFK it left loaded is a warning (if it did not
-        opt in: a managed test's are cleaned up in ``plugin.py``); then the DFKs of owners
-        whose scope just ended are checked, with a warning at most."""
-        try:
-            return (yield)
-        finally:
-            if options_of(item.config).leaks != "off":
-                if not item.stash.get(MANAGED, False):
-                    self.left_loaded(item)
-                self.scope_ended(item, nextitem)
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """After the test's finalizers (``trylast``: after pytest's own teardown): a DFK
+        loaded during the test that no fixture loaded was loaded by its body, and is the
+        test's; left loaded by a test that did not opt in, it is a warning (a managed
+        test's are cleaned up, in ``managed.py``). Then the DFKs of owners whose scope
+        just ended are checked, with a warning at most."""
+        dfk = loaded_dfk()
+        if dfk is not None and owner_of(dfk) is None:
+            note(dfk, Owner("function", item.nodeid, "the test body"))
+        if options_of(item.config).leaks != "off":
+            if not item.stash.get(MANAGED, False):
+                self.left_loaded(item)
+            self.scope_ended(item, nextitem)
 
     def left_loaded(self, item: pytest.Item) -> None:
         """A test that did not opt in and left a DFK of its own loaded: a warning."""
