@@ -6,6 +6,7 @@ Nothing here imports Parsl: that happens when a test first needs it.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -21,7 +22,6 @@ from pytest_parslflow.fixtures import (
     parsl_run_dir,
     parsl_tasks,
 )
-from pytest_parslflow.htex.warm import check_warm_start_switch, stop_warm_parent
 from pytest_parslflow.lifecycle import (
     LEAK_GUARD,
     MANAGED,
@@ -56,6 +56,9 @@ from pytest_parslflow.settings import (
     marked_executors,
 )
 
+#: the switch of the HTEX warm start (``htex.warm``)
+WARM_START_SWITCH = "PARSLFLOW_WARM_START"
+
 __all__ = [
     "_parslflow_config",
     "parsl_config",
@@ -79,7 +82,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.stash[OPTIONS] = read_options(config)
-    check_warm_start_switch()
+    if WARM_START_SWITCH in os.environ:  # the HTEX warm start's module loads when needed
+        from pytest_parslflow.htex.warm import check_warm_start_switch
+
+        check_warm_start_switch()
     config.pluginmanager.register(SessionSummary(), SUMMARY)
     config.pluginmanager.register(ParslCI(config), CI)
 
@@ -109,7 +115,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
         end_session()
         restore_handlers()
-    stop_warm_parent()  # the HTEX warm parent, if one runs (htex.warm)
+    warm = sys.modules.get("pytest_parslflow.htex.warm")
+    if warm is not None:
+        warm.stop_warm_parent()  # the HTEX warm parent, if one runs
     if REMOVER in session.config.stash:
         session.config.stash[REMOVER].flush()
 
