@@ -497,17 +497,22 @@ def _end(owners: list[Owner], census: _Census) -> None:
 # --- threads and sockets of the test process --------------------------------------------
 
 
-def _parsl_threads() -> dict[int, threading.Thread]:
+def _parsl_threads() -> dict[threading.Thread, threading.Thread]:
+    """Parsl's threads, keyed by the thread object itself: a thread that ended may leave
+    its ident to a new one, which is not the same thread (the guard holds the objects it
+    saw, so they are never confused)."""
     threads = {}
     for thread in threading.enumerate():
         target = getattr(thread, "_target", None)
         module = getattr(target, "__module__", "") or ""
         if module.startswith("parsl") or thread.name.startswith(_PARSL_THREAD_PREFIXES):
-            threads[thread.ident or 0] = thread
+            threads[thread] = thread
     return threads
 
 
-def parsl_threads_after_grace(known: set[int]) -> dict[int, threading.Thread]:
+def parsl_threads_after_grace(
+    known: set[threading.Thread],
+) -> dict[threading.Thread, threading.Thread]:
     """Parsl's threads not in ``known`` that still run after :data:`GRACE` seconds."""
     deadline = time.monotonic() + GRACE
     threads = _parsl_threads()
@@ -570,7 +575,7 @@ class Guard:
     """What the guard noted at the start of a test that opted in."""
 
     owner: Owner
-    threads: set[int]
+    threads: set[threading.Thread]
     descriptors: set[str]
     #: when the test started (see :func:`_now`)
     started: float = field(default_factory=_now)

@@ -92,7 +92,7 @@ class Owner:
     dfks: list[weakref.ref[Any]] = field(default_factory=list)
     #: threads and descriptors that a DFK which failed to start left: part of that
     #: setup error, not leaks of the test
-    excused_threads: set[int] = field(default_factory=set)
+    excused_threads: set[threading.Thread] = field(default_factory=set)
     excused_descriptors: set[str] = field(default_factory=set)
     #: what the owner's executors ended while cleaning up (a task's command in a
     #: cancelled block), for the leak guard's report

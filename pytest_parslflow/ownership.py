@@ -81,12 +81,14 @@ def loaded_dfk() -> DataFlowKernel | None:
     return dfk
 
 
-def note(dfk: DataFlowKernel, owner: Owner) -> None:
-    """``owner`` started ``dfk`` (the first owner noted wins: a DFK is started once)."""
+def note(dfk: DataFlowKernel, owner: Owner, checked: bool = True) -> None:
+    """``owner`` started ``dfk`` (the first owner noted wins: a DFK is started once).
+    A broader owner's DFK is looked at when its scope ends, unless not ``checked``
+    (a DFK the plugin itself shares, and closes, with ``scope="module"``/``"session"``)."""
     if dfk in _OWNERS:
         return
     _OWNERS[dfk] = owner
-    if owner.broader and owner is not OUTSIDE_TESTS:
+    if checked and owner.broader and owner is not OUTSIDE_TESTS:
         _PENDING[dfk] = owner
 
 

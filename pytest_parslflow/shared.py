@@ -217,7 +217,8 @@ class SharedRuns:
 
             owner = shared_owner(shared, f"the {shared.scope}-scoped DataFlowKernel")
             shared.dfk = load_dfk(config, owner)
-            note(shared.dfk, Owner(shared.scope, shared.module or "", "the parsl marker"))
+            loaded_by = Owner(shared.scope, shared.module or "", "the parsl marker")
+            note(shared.dfk, loaded_by, checked=False)  # closed here, at its scope's end
             shared.dfks.append(shared.dfk)
             shared.recorder = TaskRecorder(shared.dfk, run=shared.loads)
             shared.loads += 1
