@@ -138,14 +138,12 @@ def _scope_nodeid(node: pytest.Item | pytest.Collector, scope: str) -> str:
 
 
 def scope_ended(owner: Owner, nextitem: pytest.Item | None) -> bool:
-    """Whether ``owner``'s scope ends before ``nextitem`` (after the current test's
-    teardown, which runs the finalizers of every scope that ends with it)."""
+    """Whether a broader ``owner``'s scope ends before ``nextitem`` (after the current
+    test's teardown, which runs the finalizers of every scope that ends with it)."""
     if nextitem is None:
         return True
     if owner.scope == "session":
         return False
-    if owner.scope == "function":
-        return owner.nodeid != nextitem.nodeid
     return not any(node.nodeid == owner.nodeid for node in nextitem.listchain())
 
 
